@@ -1,0 +1,1 @@
+//! Configuration: the YAML format of the reference Pipelock, loaded strictly.

@@ -1,0 +1,1 @@
+//! Transparent interception: loading and attaching Pipelock's eBPF programs.

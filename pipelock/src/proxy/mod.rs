@@ -1,0 +1,1 @@
+//! Front doors: the listeners that turn traffic into things to inspect.
