@@ -1,1 +1,3 @@
 //! Logging and Prometheus metrics.
+pub mod metrics;
+pub use metrics::Metrics;

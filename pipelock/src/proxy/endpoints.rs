@@ -1,0 +1,102 @@
+//! Pipelock's own endpoints on the main listener: `/health` and `/metrics`.
+//!
+//! Routing happens here so that each request is answered by exactly one named endpoint, and
+//! each answer is counted once in `pipelock_http_requests_total`.
+
+use std::time::Instant;
+
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+
+use super::response::{self, Body};
+use super::ServerState;
+use crate::telemetry::metrics::CONTENT_TYPE as METRICS_CONTENT_TYPE;
+
+/// Which of Pipelock's endpoints a listener serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Routes {
+    pub health: bool,
+    pub metrics: bool,
+}
+
+/// Answers one request on a listener that serves `routes`.
+pub fn route(state: &ServerState, routes: Routes, request: &Request<Incoming>) -> Response<Body> {
+    let (endpoint, response) = dispatch(state, routes, request);
+    state
+        .metrics
+        .record_http_request(endpoint, response.status().as_u16());
+    response
+}
+
+fn dispatch(
+    state: &ServerState,
+    routes: Routes,
+    request: &Request<Incoming>,
+) -> (&'static str, Response<Body>) {
+    // A proxy request names its target: CONNECT, or an absolute URI. Nothing is forwarded
+    // until the forward proxy, with its scanners, exists.
+    if request.method() == Method::CONNECT || request.uri().scheme().is_some() {
+        return (
+            "proxy_unavailable",
+            response::error(
+                StatusCode::NOT_IMPLEMENTED,
+                "proxy_unavailable",
+                "forward proxying is not available in this build; nothing was forwarded",
+            ),
+        );
+    }
+    let path = request.uri().path();
+    match path {
+        "/health" if routes.health => ("health", only_get(request, || health(state))),
+        "/metrics" if routes.metrics => ("metrics", only_get(request, || metrics(state))),
+        _ => (
+            "not_found",
+            response::error(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                &format!("no endpoint at {path}"),
+            ),
+        ),
+    }
+}
+
+fn only_get(
+    request: &Request<Incoming>,
+    answer: impl FnOnce() -> Response<Body>,
+) -> Response<Body> {
+    if request.method() == Method::GET || request.method() == Method::HEAD {
+        answer()
+    } else {
+        let mut response = response::error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            &format!("{} is not allowed here; use GET", request.method()),
+        );
+        response.headers_mut().insert(
+            hyper::header::ALLOW,
+            hyper::header::HeaderValue::from_static("GET, HEAD"),
+        );
+        response
+    }
+}
+
+fn health(state: &ServerState) -> Response<Body> {
+    let uptime = Instant::now().duration_since(state.started).as_secs();
+    response::json(
+        StatusCode::OK,
+        &serde_json::json!({
+            "status": "healthy",
+            "version": env!("CARGO_PKG_VERSION"),
+            "mode": state.mode,
+            "uptime_seconds": uptime,
+        }),
+    )
+}
+
+fn metrics(state: &ServerState) -> Response<Body> {
+    response::with_body(
+        StatusCode::OK,
+        METRICS_CONTENT_TYPE,
+        state.metrics.render().into_bytes(),
+    )
+}

@@ -1,0 +1,166 @@
+//! Listening sockets and the connection lifecycle: bind, accept, serve HTTP/1, and shut down
+//! gracefully (stop accepting, let in-flight requests finish within a bounded grace period).
+
+use std::future::Future;
+use std::io;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+
+use super::endpoints::{self, Routes};
+use crate::telemetry::Metrics;
+
+/// How long in-flight connections may take to finish after a shutdown signal.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// How long a client may take to send a request's headers.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// State shared by every connection.
+pub struct ServerState {
+    pub started: Instant,
+    pub mode: String,
+    pub metrics: Metrics,
+}
+
+/// Why a listener could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum ListenError {
+    #[error("invalid listen address {addr:?}: {reason}")]
+    Address { addr: String, reason: String },
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: io::Error },
+}
+
+/// A bound listening socket and what it serves.
+pub struct Listener {
+    name: &'static str,
+    tcp: TcpListener,
+    routes: Routes,
+}
+
+impl Listener {
+    /// Binds `addr` (`host:port`; the host may be a name such as `localhost`).
+    ///
+    /// # Errors
+    /// Fails when the address does not parse or resolve, or the socket cannot be bound.
+    pub async fn bind(name: &'static str, addr: &str, routes: Routes) -> Result<Self, ListenError> {
+        let resolved = resolve(addr)?;
+        let tcp = TcpListener::bind(resolved)
+            .await
+            .map_err(|source| ListenError::Bind {
+                addr: resolved,
+                source,
+            })?;
+        Ok(Self { name, tcp, routes })
+    }
+
+    /// The address actually bound (useful when the configured port was 0).
+    ///
+    /// # Errors
+    /// Fails only if the OS cannot report the socket's address.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.tcp.local_addr()
+    }
+
+    /// What this listener is (`main`, `metrics`), for logs.
+    #[must_use]
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+}
+
+fn resolve(addr: &str) -> Result<SocketAddr, ListenError> {
+    let invalid = |reason: String| ListenError::Address {
+        addr: addr.to_string(),
+        reason,
+    };
+    let mut candidates = addr
+        .to_socket_addrs()
+        .map_err(|e| invalid(format!("{e} (expected host:port, e.g. 127.0.0.1:8888)")))?;
+    candidates
+        .next()
+        .ok_or_else(|| invalid("it resolves to no address".to_string()))
+}
+
+/// Serves every listener until `shutdown` completes, then drains in-flight connections for at
+/// most [`SHUTDOWN_GRACE`].
+pub async fn serve(
+    listeners: Vec<Listener>,
+    state: Arc<ServerState>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let (accepted_tx, mut accepted_rx) = mpsc::channel::<(TcpStream, SocketAddr, Routes)>(64);
+    let mut acceptors = Vec::with_capacity(listeners.len());
+    for listener in listeners {
+        acceptors.push(tokio::spawn(accept_loop(listener, accepted_tx.clone())));
+    }
+    drop(accepted_tx);
+
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            accepted = accepted_rx.recv() => {
+                let Some((stream, peer, routes)) = accepted else { break };
+                let state = Arc::clone(&state);
+                let service = service_fn(move |request| {
+                    let response = endpoints::route(&state, routes, &request);
+                    async move { Ok::<_, std::convert::Infallible>(response) }
+                });
+                let connection = http1::Builder::new()
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(HEADER_READ_TIMEOUT)
+                    .serve_connection(TokioIo::new(stream), service);
+                let watched = graceful.watch(connection);
+                tokio::spawn(async move {
+                    if let Err(error) = watched.await {
+                        tracing::debug!(%peer, %error, "connection ended with an error");
+                    }
+                });
+            }
+        }
+    }
+
+    for acceptor in &acceptors {
+        acceptor.abort();
+    }
+    let in_flight = graceful.count();
+    tracing::info!(in_flight, "shutting down: no longer accepting connections");
+    tokio::select! {
+        () = graceful.shutdown() => tracing::info!("shutdown complete"),
+        () = tokio::time::sleep(SHUTDOWN_GRACE) => {
+            tracing::warn!(grace_seconds = SHUTDOWN_GRACE.as_secs(), "shutdown grace period over; closing remaining connections");
+        }
+    }
+}
+
+async fn accept_loop(listener: Listener, accepted: mpsc::Sender<(TcpStream, SocketAddr, Routes)>) {
+    loop {
+        match listener.tcp.accept().await {
+            Ok((stream, peer)) => {
+                if accepted
+                    .send((stream, peer, listener.routes))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            Err(error) => {
+                // Accept errors (EMFILE, ECONNABORTED) are transient; back off briefly so a
+                // descriptor shortage does not spin the CPU.
+                tracing::warn!(listener = listener.name, %error, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}

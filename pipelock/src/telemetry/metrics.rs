@@ -1,0 +1,118 @@
+//! Prometheus metrics. Every metric name Pipelock exports is declared here and nowhere else.
+//!
+//! A `Metrics` value is built once at start-up and shared (it is cheap to clone: every metric is
+//! an `Arc` inside). Front doors record into it; the `/metrics` endpoint renders it in the
+//! OpenMetrics text format that Prometheus scrapes.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::info::Info;
+use prometheus_client::registry::Registry;
+
+/// The content type of the rendered metrics.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Labels of `pipelock_http_requests_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpRequestLabels {
+    /// Which endpoint answered (`health`, `metrics`, `not_found`, `proxy_unavailable`, …).
+    pub endpoint: String,
+    /// The HTTP status code sent.
+    pub status: u16,
+}
+
+/// The process-wide metrics registry.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Arc<Registry>,
+    http_requests: Family<HttpRequestLabels, Counter>,
+}
+
+impl Metrics {
+    /// Builds the registry with every metric Pipelock exports.
+    #[must_use]
+    pub fn new(mode: &str) -> Self {
+        let mut registry = Registry::with_prefix("pipelock");
+
+        registry.register(
+            "build",
+            "Pipelock version and configured mode",
+            Info::new(vec![
+                ("version".to_string(), env!("CARGO_PKG_VERSION").to_string()),
+                ("mode".to_string(), mode.to_string()),
+            ]),
+        );
+
+        let start_time = Gauge::<i64>::default();
+        let started = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+            .unwrap_or(0);
+        start_time.set(started);
+        registry.register(
+            "start_time_seconds",
+            "Start time of the process since the Unix epoch, in seconds",
+            start_time,
+        );
+
+        let http_requests = Family::<HttpRequestLabels, Counter>::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests answered by Pipelock's own endpoints, by endpoint and status",
+            http_requests.clone(),
+        );
+
+        Self {
+            registry: Arc::new(registry),
+            http_requests,
+        }
+    }
+
+    /// Counts one request answered by one of Pipelock's own endpoints.
+    pub fn record_http_request(&self, endpoint: &str, status: u16) {
+        self.http_requests
+            .get_or_create(&HttpRequestLabels {
+                endpoint: endpoint.to_string(),
+                status,
+            })
+            .inc();
+    }
+
+    /// Renders every metric in the OpenMetrics text format.
+    #[must_use]
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Encoding into a String cannot fail: fmt::Write for String is infallible.
+        if encode(&mut out, &self.registry).is_err() {
+            out.clear();
+            out.push_str("# EOF\n");
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_with_labels() {
+        let metrics = Metrics::new("balanced");
+        metrics.record_http_request("health", 200);
+        metrics.record_http_request("health", 200);
+        let text = metrics.render();
+        assert!(
+            text.contains(r#"pipelock_http_requests_total{endpoint="health",status="200"} 2"#),
+            "{text}"
+        );
+        assert!(text.contains(r#"pipelock_build_info{version=""#), "{text}");
+        assert!(text.contains(r#"mode="balanced""#), "{text}");
+        assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+}
