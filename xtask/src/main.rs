@@ -1,1 +1,61 @@
-fn main() {}
+//! Developer tasks: `cargo xtask setup | build | run | test`.
+//!
+//! `setup` installs what the build needs, idempotently, from Debian's packages and crates.io
+//! only; every other task runs it first, so the README's two commands work on a fresh machine.
+
+mod prerequisites;
+mod tasks;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask", about = "Pipelock developer tasks")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Debug, Subcommand)]
+enum Task {
+    /// Install the prerequisites (Debian packages, bpf-linker) that are missing.
+    Setup,
+    /// Set up, then build the pipelock binary.
+    Build {
+        /// Build with the release profile.
+        #[arg(long)]
+        release: bool,
+    },
+    /// Set up, build (release) and start `pipelock run` with the given arguments (default: the
+    /// embedded balanced config).
+    Run {
+        /// Arguments for `pipelock run`, after `--`.
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// Set up, build, and run every test (`cargo test --workspace`, less the eBPF crate); arguments after `--` go to
+    /// cargo test.
+    Test {
+        /// Arguments for `cargo test`, after `--`.
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.task {
+        Task::Setup => prerequisites::install(),
+        Task::Build { release } => prerequisites::install().and_then(|()| tasks::build(release)),
+        Task::Run { args } => prerequisites::install().and_then(|()| tasks::run(&args)),
+        Task::Test { args } => prerequisites::install().and_then(|()| tasks::test(&args)),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("xtask: error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
