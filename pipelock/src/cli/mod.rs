@@ -1,6 +1,175 @@
-//! The command-line edge.
+//! The command-line edge: argument parsing, exit codes, and error reporting with context.
+//!
+//! Each subcommand lives in its own module. Commands that later releases implement are already
+//! declared (so `--help` documents the whole interface) and fail with a clear "not yet
+//! available" error instead of pretending to work.
+
+mod generate;
+mod healthcheck;
+mod run;
+mod validate;
+
+use std::path::PathBuf;
 use std::process::ExitCode;
 
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{ConfigError, Preset};
+
+/// Exit code for success.
+pub const EXIT_OK: u8 = 0;
+/// Exit code for a failure other than a configuration error.
+pub const EXIT_FAILURE: u8 = 1;
+/// Exit code for an invalid configuration (and for command-line usage errors, as clap does).
+pub const EXIT_CONFIG: u8 = 2;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "pipelock",
+    version,
+    about = "Security proxy for AI agents: DLP, prompt-injection and MCP scanning, transparent eBPF interception",
+    propagate_version = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Start Pipelock: the main listener (default 127.0.0.1:8888) serving /health and /metrics.
+    Run(run::RunArgs),
+    /// Check a config file: print what is enabled, or the first error with file:line:col.
+    Validate(validate::ValidateArgs),
+    /// Generate files (a documented config for a preset).
+    #[command(subcommand)]
+    Generate(GenerateCommand),
+    /// Exit 0 when a running Pipelock answers 200 on /health (usable as a Docker HEALTHCHECK).
+    Healthcheck(healthcheck::HealthcheckArgs),
+    /// [not yet available: arrives with the scanner engine] Scan a URL, text or file offline.
+    Check(CheckArgs),
+    /// [not yet available: arrives with transparent interception] Attach the eBPF programs to a cgroup.
+    Attach(CgroupArgs),
+    /// [not yet available: arrives with transparent interception] Detach the eBPF programs from a cgroup.
+    Detach(CgroupArgs),
+    /// [not yet available: arrives with transparent interception] Show attached cgroups and counters.
+    Status,
+    /// [not yet available: arrives with the scanner engine] Run attack scenarios against the config.
+    Simulate(SimulateArgs),
+    /// TLS interception certificate authority.
+    #[command(subcommand)]
+    Tls(TlsCommand),
+    /// Print the version.
+    Version,
+}
+
+#[derive(Debug, Subcommand)]
+enum GenerateCommand {
+    /// Print a commented config file for a preset (it loads back unchanged).
+    Config(generate::GenerateConfigArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum TlsCommand {
+    /// [not yet available: arrives with the forward proxy] Generate the interception CA.
+    Init(TlsInitArgs),
+}
+
+#[derive(Debug, Args)]
+struct CheckArgs {
+    /// URL to scan.
+    #[arg(long)]
+    url: Option<String>,
+    /// Text to scan.
+    #[arg(long)]
+    text: Option<String>,
+    /// File to scan.
+    #[arg(long)]
+    file: Option<PathBuf>,
+    /// Print the verdict as JSON.
+    #[arg(long)]
+    json: bool,
+    /// Config file (default: the embedded balanced config).
+    #[arg(short, long)]
+    config: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct CgroupArgs {
+    /// Path of the cgroup v2 directory of the application.
+    #[arg(long)]
+    cgroup: PathBuf,
+}
+
+#[derive(Debug, Args)]
+struct SimulateArgs {
+    /// Config file (default: the embedded balanced config).
+    #[arg(short, long)]
+    config: Option<PathBuf>,
+    /// Print results as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct TlsInitArgs {
+    /// Directory to write the CA certificate and key into.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Overwrite an existing CA.
+    #[arg(long)]
+    force: bool,
+}
+
+/// Parses the command line, runs the command, and maps the outcome to an exit code.
+#[must_use]
 pub fn main() -> ExitCode {
-    ExitCode::SUCCESS
+    let cli = Cli::parse();
+    match dispatch(cli.command) {
+        Ok(code) => ExitCode::from(code),
+        Err(error) => {
+            // Config errors already carry file:line:col and the field; print them as they are.
+            if let Some(config_error) = error.downcast_ref::<ConfigError>() {
+                eprintln!("error: {config_error}");
+                return ExitCode::from(EXIT_CONFIG);
+            }
+            eprintln!("error: {error:#}");
+            ExitCode::from(EXIT_FAILURE)
+        }
+    }
+}
+
+fn dispatch(command: Command) -> anyhow::Result<u8> {
+    match command {
+        Command::Run(args) => run::run(args),
+        Command::Validate(args) => validate::validate(&args),
+        Command::Generate(GenerateCommand::Config(args)) => generate::generate_config(&args),
+        Command::Healthcheck(args) => healthcheck::healthcheck(&args),
+        Command::Version => {
+            println!("pipelock {}", env!("CARGO_PKG_VERSION"));
+            Ok(EXIT_OK)
+        }
+        Command::Check(_) | Command::Simulate(_) => not_yet_available(
+            "the scanner engine (pipelock check / simulate) is not yet available in this build",
+        ),
+        Command::Attach(_) | Command::Detach(_) | Command::Status => not_yet_available(
+            "transparent interception (pipelock attach / detach / status) is not yet available in this build",
+        ),
+        Command::Tls(TlsCommand::Init(_)) => not_yet_available(
+            "TLS interception (pipelock tls init) is not yet available in this build",
+        ),
+    }
+}
+
+fn not_yet_available(what: &str) -> anyhow::Result<u8> {
+    anyhow::bail!("not yet available: {what}")
+}
+
+/// Where a config comes from, for messages.
+pub(crate) fn preset_name(preset: Preset) -> &'static str {
+    match preset {
+        Preset::Strict => "strict",
+        Preset::Balanced => "balanced",
+        Preset::Audit => "audit",
+    }
 }
