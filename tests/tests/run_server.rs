@@ -43,6 +43,13 @@ fn default_config_serves_health_and_metrics() {
     assert!(text.contains("pipelock_build_info{"), "{text}");
     assert!(text.contains("pipelock_start_time_seconds "), "{text}");
     assert!(text.trim_end().ends_with("# EOF"), "{text}");
+
+    // The default enables the forward proxy, which this build cannot serve yet: it says so.
+    let logs = pipelock.stdout_lines().join("\n");
+    assert!(
+        logs.contains("not yet available") && logs.contains("forward_proxy"),
+        "{logs}"
+    );
 }
 
 #[test]

@@ -1,7 +1,8 @@
 //! Build, run and test tasks: thin wrappers over cargo that print each command first.
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context, Result};
 
@@ -63,6 +64,63 @@ pub fn test(args: &[String]) -> Result<()> {
         // The eBPF crate only builds for the BPF target (pipelock/build.rs builds it).
         .args(["test", "--workspace", "--exclude", "pipelock-ebpf"])
         .args(args)
-        .env("PIPELOCK_BIN", &binary);
-    run_checked(&mut command)
+        .env("PIPELOCK_BIN", &binary)
+        .stdout(Stdio::piped());
+    eprintln!("xtask: running {command:?}");
+    let mut child = command
+        .spawn()
+        .with_context(|| format!("cannot start {command:?}"))?;
+    // Echo cargo's output as it comes, and add up its per-binary "test result:" lines so the
+    // run closes on one total.
+    let mut totals = (0u64, 0u64);
+    if let Some(stdout) = child.stdout.take() {
+        for line in BufReader::new(stdout).lines() {
+            let line = line.context("cannot read cargo test's output")?;
+            println!("{line}");
+            if let Some((passed, failed)) = parse_test_result(&line) {
+                totals.0 += passed;
+                totals.1 += failed;
+            }
+        }
+    }
+    let status = child.wait().context("cannot wait for cargo test")?;
+    println!("all tests: {} passed, {} failed", totals.0, totals.1);
+    if !status.success() {
+        bail!("cargo test failed with {status}");
+    }
+    if totals.0 == 0 {
+        bail!("cargo test ran no test");
+    }
+    Ok(())
+}
+
+/// Reads `test result: ok. 4 passed; 1 failed; …` into (passed, failed).
+fn parse_test_result(line: &str) -> Option<(u64, u64)> {
+    let rest = line.trim().strip_prefix("test result: ")?;
+    let count = |word: &str| -> Option<u64> {
+        let words: Vec<&str> = rest.split_whitespace().collect();
+        words
+            .windows(2)
+            .find(|pair| pair[1].trim_end_matches(';') == word)
+            .and_then(|pair| pair[0].parse().ok())
+    };
+    Some((count("passed")?, count("failed")?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_test_result;
+
+    #[test]
+    fn reads_cargo_summaries() {
+        assert_eq!(
+            parse_test_result("test result: ok. 23 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.02s"),
+            Some((23, 0))
+        );
+        assert_eq!(
+            parse_test_result("test result: FAILED. 5 passed; 3 failed; 0 ignored"),
+            Some((5, 3))
+        );
+        assert_eq!(parse_test_result("running 4 tests"), None);
+    }
 }

@@ -81,6 +81,13 @@ async fn serve_config(config: Config, source: String) -> anyhow::Result<()> {
         config = %source,
         "pipelock starting"
     );
+    let pending = features_not_yet_served(&config);
+    if !pending.is_empty() {
+        tracing::warn!(
+            features = %pending.join(", "),
+            "enabled in the config but not yet available in this build: no traffic is forwarded, proxy requests are refused with 501"
+        );
+    }
     for listener in &listeners {
         let addr = listener
             .local_addr()
@@ -109,4 +116,19 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
         };
         tracing::info!(signal = name, "shutdown requested");
     })
+}
+
+/// Sections the config enables that this build cannot serve yet, so the operator is told
+/// rather than left to assume they are active.
+fn features_not_yet_served(config: &Config) -> Vec<&'static str> {
+    [
+        (config.forward_proxy.enabled, "forward_proxy"),
+        (config.tls_interception.enabled, "tls_interception"),
+        (config.websocket_proxy.enabled, "websocket_proxy"),
+        (config.reverse_proxy.enabled, "reverse_proxy"),
+        (config.kill_switch.enabled, "kill_switch"),
+    ]
+    .into_iter()
+    .filter_map(|(enabled, name)| enabled.then_some(name))
+    .collect()
 }
