@@ -25,6 +25,9 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+#[path = "build/rustup_nightly.rs"]
+mod rustup_nightly;
+
 const EBPF_PACKAGE: &str = "pipelock-ebpf";
 const BPF_TARGET: &str = "bpfel-unknown-none";
 const OBJECT_ENV: &str = "PIPELOCK_EBPF_OBJECT";
@@ -105,6 +108,7 @@ fn run() -> Result<(), String> {
         "pipelock-ebpf/Cargo.toml",
         "pipelock-common/src",
         "pipelock-common/Cargo.toml",
+        "pipelock/build",
         "Cargo.lock",
     ] {
         println!(
@@ -227,7 +231,7 @@ impl Toolchain {
         {
             return Ok(Self::Debian);
         }
-        if rustup_nightly_has_rust_src() {
+        if rustup_nightly::has_rust_src() {
             return Ok(Self::RustupNightly);
         }
         Err(format!(
@@ -275,20 +279,6 @@ impl Toolchain {
             Self::RustupNightly => "the rustup nightly toolchain",
         }
     }
-}
-
-fn rustup_nightly_has_rust_src() -> bool {
-    Command::new("rustup")
-        .args(["component", "list", "--toolchain", "nightly", "--installed"])
-        .env_remove("RUSTUP_TOOLCHAIN")
-        .output()
-        .map(|out| {
-            out.status.success()
-                && String::from_utf8_lossy(&out.stdout)
-                    .lines()
-                    .any(|l| l.trim().starts_with("rust-src"))
-        })
-        .unwrap_or(false)
 }
 
 /// Fails unless `path` is a little-endian 64-bit ELF object for the BPF machine.

@@ -12,6 +12,9 @@ use anyhow::{bail, Context, Result};
 
 use crate::tasks::run_checked;
 
+#[path = "../../pipelock/build/rustup_nightly.rs"]
+mod rustup_nightly;
+
 /// Packages the eBPF toolchain needs (unless a rustup nightly with rust-src is used).
 const RUST_PACKAGES: &[&str] = &["rustc-web", "cargo-web", "rust-web-src"];
 /// Packages needed in every case.
@@ -21,7 +24,7 @@ const BPF_LINKER_VERSION: &str = "0.13.0";
 
 pub fn install() -> Result<()> {
     let mut wanted: Vec<&str> = OTHER_PACKAGES.to_vec();
-    if !rustup_nightly_has_rust_src() {
+    if !rustup_nightly::has_rust_src() {
         wanted.extend(RUST_PACKAGES);
     }
     let missing: Vec<&str> = wanted
@@ -75,19 +78,6 @@ fn bpf_linker_is_current() -> bool {
         .is_ok_and(|out| {
             out.status.success()
                 && String::from_utf8_lossy(&out.stdout).contains(&format!(" {BPF_LINKER_VERSION}"))
-        })
-}
-
-fn rustup_nightly_has_rust_src() -> bool {
-    Command::new("rustup")
-        .args(["component", "list", "--toolchain", "nightly", "--installed"])
-        .env_remove("RUSTUP_TOOLCHAIN")
-        .output()
-        .is_ok_and(|out| {
-            out.status.success()
-                && String::from_utf8_lossy(&out.stdout)
-                    .lines()
-                    .any(|l| l.trim().starts_with("rust-src"))
         })
 }
 
