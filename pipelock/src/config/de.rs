@@ -136,10 +136,7 @@ impl<'a> NodeDeserializer<'a> {
 
     fn found(&self) -> String {
         match &self.node.value {
-            Value::Scalar { text, plain: true } if self.node.is_null() => {
-                let _ = text;
-                "null".to_string()
-            }
+            Value::Scalar { plain: true, .. } if self.node.is_null() => "null".to_string(),
             Value::Scalar { text, plain: true } => match classify(text) {
                 Plain::Int(_) | Plain::Float(_) => format!("number {text}"),
                 Plain::Bool(_) => format!("boolean {text}"),

@@ -22,7 +22,7 @@ impl Config {
     /// One (name, state) pair per line of `pipelock validate`'s output.
     #[must_use]
     pub fn summary(&self) -> Vec<(String, String)> {
-        let mut lines: Vec<(&str, String)> = vec![
+        let lines: Vec<(&str, String)> = vec![
             ("mode", self.mode.to_string()),
             (
                 "enforce",
@@ -149,6 +149,6 @@ impl Config {
                 format!("{:?} to {:?}", self.logging.format, self.logging.output).to_lowercase(),
             ),
         ];
-        lines.drain(..).map(|(k, v)| (k.to_string(), v)).collect()
+        lines.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
     }
 }

@@ -23,7 +23,8 @@ pub struct ConnectCounter {
     // the map, then the programs (which detaches them).
     _log_pump: LogPump,
     counts: PerCpuHashMap<MapData, u64, ConnectCount>,
-    ebpf: Ebpf,
+    // Held for its Drop: unloading the programs detaches them.
+    _ebpf: Ebpf,
     cgroup: PathBuf,
     attach_time: Duration,
 }
@@ -100,7 +101,7 @@ impl ConnectCounter {
         Ok(Self {
             _log_pump: log_pump,
             counts,
-            ebpf,
+            _ebpf: ebpf,
             cgroup: cgroup_dir.to_path_buf(),
             attach_time,
         })
@@ -146,12 +147,6 @@ impl ConnectCounter {
         let cgroup = self.cgroup.clone();
         drop(self);
         tracing::info!(cgroup = %cgroup.display(), "eBPF programs detached");
-    }
-
-    /// The loaded object, for callers that attach more programs from it.
-    #[must_use]
-    pub fn ebpf(&self) -> &Ebpf {
-        &self.ebpf
     }
 }
 
