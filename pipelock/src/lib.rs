@@ -8,4 +8,5 @@ pub mod cli;
 pub mod config;
 pub mod intercept;
 pub mod proxy;
+pub mod scan;
 pub mod telemetry;

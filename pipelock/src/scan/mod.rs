@@ -1,0 +1,10 @@
+//! The scanner: pure, synchronous detection over bytes and text, with no I/O.
+//!
+//! Each detector (`dlp`, `injection`, …) is compiled once per config and shared behind an
+//! `Arc`; scanning borrows the input and returns [`Finding`]s. Deciding what to do about a
+//! finding (block, warn) is the policy's job, not the scanner's.
+
+pub mod dlp;
+pub mod finding;
+
+pub use finding::{Finding, ScannerKind};
