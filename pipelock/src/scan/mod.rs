@@ -4,7 +4,11 @@
 //! `Arc`; scanning borrows the input and returns [`Finding`]s. Deciding what to do about a
 //! finding (block, warn) is the policy's job, not the scanner's.
 
+pub mod decode;
 pub mod dlp;
+pub mod env_secrets;
 pub mod finding;
+pub mod text;
 
 pub use finding::{Finding, ScannerKind};
+pub use text::TextDlp;

@@ -1,0 +1,140 @@
+//! The DLP pipeline for one piece of outbound text: the DLP rules and the environment secrets,
+//! over the raw text and every decoded view of it. One finding per rule and matched value.
+
+use super::decode::decoded_views;
+use super::dlp::{DlpBuildError, DlpScanner};
+use super::env_secrets::EnvSecrets;
+use super::finding::Finding;
+use crate::config::Dlp;
+
+/// DLP over text and its decodings, built once per config.
+#[derive(Debug)]
+pub struct TextDlp {
+    rules: DlpScanner,
+    env: Option<EnvSecrets>,
+}
+
+impl TextDlp {
+    /// Builds the rules and, when `dlp.scan_env` is on, reads the process environment.
+    ///
+    /// # Errors
+    /// A DLP regex that does not compile.
+    pub fn new(config: &Dlp) -> Result<Self, DlpBuildError> {
+        let env = config.scan_env.then(|| {
+            EnvSecrets::from_process(
+                usize::try_from(config.min_env_secret_length).unwrap_or(usize::MAX),
+            )
+        });
+        Self::with_env(config, env)
+    }
+
+    /// Builds the rules with the given environment secrets (for tests and embedding).
+    ///
+    /// # Errors
+    /// A DLP regex that does not compile.
+    pub fn with_env(config: &Dlp, env: Option<EnvSecrets>) -> Result<Self, DlpBuildError> {
+        Ok(Self {
+            rules: DlpScanner::new(config)?,
+            env,
+        })
+    }
+
+    /// Every DLP finding in `text` and its decoded views.
+    #[must_use]
+    pub fn scan(&self, text: &str) -> Vec<Finding> {
+        let mut findings = self.scan_view(text, "raw");
+        for view in decoded_views(text) {
+            for finding in self.scan_view(&view.text, view.name) {
+                let duplicate = findings
+                    .iter()
+                    .any(|f| f.rule_id == finding.rule_id && f.preview == finding.preview);
+                if !duplicate {
+                    findings.push(finding);
+                }
+            }
+        }
+        findings
+    }
+
+    fn scan_view(&self, text: &str, view: &'static str) -> Vec<Finding> {
+        let mut findings = self.rules.scan(text, view);
+        if let Some(env) = &self.env {
+            findings.extend(env.scan(text, view));
+        }
+        findings
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scanner() -> TextDlp {
+        let env = EnvSecrets::from_vars(
+            [("APP_SECRET".to_string(), "Zq8#mP2v!Lx9RtW4kN7b".to_string())],
+            16,
+        );
+        TextDlp::with_env(&Dlp::default(), Some(env)).expect("builds")
+    }
+
+    fn rules(findings: &[Finding]) -> Vec<(&str, &str)> {
+        findings
+            .iter()
+            .map(|f| (f.rule_id.as_str(), f.view))
+            .collect()
+    }
+
+    #[test]
+    fn encoded_secrets_are_found_in_their_view() {
+        let s = scanner();
+        for (text, view) in [
+            ("AKIAIOSFODNN7EXAMPLE", "raw"),
+            ("q=%41KIAIOSFODNN7EXAMPLE", "url-decoded"),
+            ("q=%2541KIAIOSFODNN7EXAMPLE", "url-decoded"),
+            ("x=QUtJQUlPU0ZPRE5ON0VYQU1QTEU=", "base64"),
+            ("x=414b4941494f53464f444e4e374558414d504c45", "hex"),
+            (r#"{"k": "\u0041KIAIOSFODNN7EXAMPLE"}"#, "unescaped"),
+            (r#"{"k": "AKIAIOSF" + "ODNN7EXAMPLE"}"#, "joined"),
+            ("AKIA\u{200B}IOSFODNN7EXAMPLE", "joined"),
+        ] {
+            let found = s.scan(text);
+            assert!(
+                rules(&found).contains(&("dlp.aws_access_key_id", view)),
+                "{text}: {:?}",
+                rules(&found)
+            );
+        }
+    }
+
+    #[test]
+    fn environment_secrets_in_any_view() {
+        let s = scanner();
+        let found = s.scan("upload?d=WnE4I21QMnYhTHg5UnRXNGtON2I");
+        assert!(
+            found
+                .iter()
+                .any(|f| f.rule_id == "dlp.env_secret.app_secret"),
+            "{found:?}"
+        );
+        let found = s.scan("p=Zq8%23mP2v%21Lx9RtW4kN7b");
+        assert!(
+            found
+                .iter()
+                .any(|f| f.rule_id == "dlp.env_secret.app_secret"),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn one_finding_per_value_across_views() {
+        let found = scanner().scan("AKIAIOSFODNN7EXAMPLE and %41");
+        assert_eq!(
+            found
+                .iter()
+                .filter(|f| f.rule_id == "dlp.aws_access_key_id")
+                .count(),
+            1,
+            "{found:?}"
+        );
+    }
+}
