@@ -4,6 +4,7 @@
 //! declared (so `--help` documents the whole interface) and fail with a clear "not yet
 //! available" error instead of pretending to work.
 
+mod check;
 mod generate;
 mod healthcheck;
 mod run;
@@ -46,8 +47,8 @@ enum Command {
     Generate(GenerateCommand),
     /// Exit 0 when a running Pipelock answers 200 on /health (usable as a Docker HEALTHCHECK).
     Healthcheck(healthcheck::HealthcheckArgs),
-    /// [not yet available: arrives with the scanner engine] Scan a URL, text or file offline.
-    Check(CheckArgs),
+    /// Scan text or a file offline as the proxy would judge it; exit 0 allow/warn, 1 block, 2 usage.
+    Check(check::CheckArgs),
     /// [not yet available: arrives with transparent interception] Attach the eBPF programs to a cgroup.
     Attach(CgroupArgs),
     /// [not yet available: arrives with transparent interception] Detach the eBPF programs from a cgroup.
@@ -73,25 +74,6 @@ enum GenerateCommand {
 enum TlsCommand {
     /// [not yet available: arrives with the forward proxy] Generate the interception CA.
     Init(TlsInitArgs),
-}
-
-#[derive(Debug, Args)]
-struct CheckArgs {
-    /// URL to scan.
-    #[arg(long)]
-    url: Option<String>,
-    /// Text to scan.
-    #[arg(long)]
-    text: Option<String>,
-    /// File to scan.
-    #[arg(long)]
-    file: Option<PathBuf>,
-    /// Print the verdict as JSON.
-    #[arg(long)]
-    json: bool,
-    /// Config file (default: the embedded balanced config).
-    #[arg(short, long)]
-    config: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -149,8 +131,9 @@ fn dispatch(command: Command) -> anyhow::Result<u8> {
             println!("pipelock {}", env!("CARGO_PKG_VERSION"));
             Ok(EXIT_OK)
         }
-        Command::Check(_) | Command::Simulate(_) => not_yet_available(
-            "the scanner engine (pipelock check / simulate) is not yet available in this build",
+        Command::Check(args) => check::check(&args),
+        Command::Simulate(_) => not_yet_available(
+            "attack simulation (pipelock simulate) is not yet available in this build",
         ),
         Command::Attach(_) | Command::Detach(_) | Command::Status => not_yet_available(
             "transparent interception (pipelock attach / detach / status) is not yet available in this build",

@@ -71,8 +71,8 @@ pub enum RuleAction {
     Block,
 }
 
-/// How severe a finding is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+/// How severe a finding is (ordered: low < medium < high < critical).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     Low,

@@ -1,0 +1,138 @@
+//! `pipelock check` through the real binary: verdicts and exit codes per mode, JSON output
+//! that never echoes a secret, encoded secrets, environment secrets, and usage errors.
+
+use std::process::Command;
+use std::time::Duration;
+
+use pipelock_e2e::{describe, pipelock_command, run_pipelock, run_with_timeout, write_file};
+
+const TIMEOUT: Duration = Duration::from_secs(20);
+const AWS_KEY: &str = "AKIAIOSFODNN7EXAMPLE";
+
+fn check(args: &[&str], stdin: Option<&[u8]>) -> std::process::Output {
+    let mut full = vec!["check", "--kind", "dlp"];
+    full.extend(args);
+    run_pipelock(&full, stdin, TIMEOUT).expect("pipelock check")
+}
+
+fn preset(name: &str, dir: &std::path::Path) -> String {
+    let yaml =
+        run_pipelock(&["generate", "config", "--preset", name], None, TIMEOUT).expect("generate");
+    let path = write_file(
+        dir,
+        &format!("{name}.yaml"),
+        &String::from_utf8_lossy(&yaml.stdout),
+    )
+    .expect("write");
+    path.to_string_lossy().into_owned()
+}
+
+#[test]
+fn critical_secret_blocks_in_balanced_mode() {
+    let output = check(&["--text", &format!("here is my key {AWS_KEY}")], None);
+    assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.starts_with("BLOCK: 1 finding"), "{stdout}");
+    assert!(stdout.contains("dlp.aws_access_key_id"), "{stdout}");
+    assert!(!stdout.contains(AWS_KEY), "the secret was echoed: {stdout}");
+}
+
+#[test]
+fn clean_text_is_allowed_and_low_severity_warns() {
+    let output = check(&["--text", "The report is due on Friday."], None);
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    assert!(String::from_utf8_lossy(&output.stdout).starts_with("ALLOW: 0 findings"));
+
+    let output = check(&["--text", "ssn 123-45-6789"], None);
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    assert!(
+        String::from_utf8_lossy(&output.stdout).starts_with("WARN: 1 finding"),
+        "{}",
+        describe(&output)
+    );
+}
+
+#[test]
+fn strict_blocks_everything_and_audit_blocks_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let strict = preset("strict", dir.path());
+    let output = check(&["--config", &strict, "--text", "ssn 123-45-6789"], None);
+    assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+
+    let audit = preset("audit", dir.path());
+    let output = check(&["--config", &audit, "--text", AWS_KEY], None);
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    assert!(
+        String::from_utf8_lossy(&output.stdout).starts_with("WARN"),
+        "{}",
+        describe(&output)
+    );
+}
+
+#[test]
+fn json_report_of_an_encoded_secret_from_stdin() {
+    // The key, base64-encoded, inside a JSON body read from standard input.
+    let body = br#"{"messages":[{"role":"user","content":"QUtJQUlPU0ZPRE5ON0VYQU1QTEU="}]}"#;
+    let output = check(&["--file", "-", "--json"], Some(body));
+    assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+    let report: serde_json::Value =
+        serde_json::from_slice(&output.stdout).expect("one JSON object");
+    assert_eq!(report["verdict"], "block");
+    assert_eq!(report["mode"], "balanced");
+    let finding = &report["findings"][0];
+    assert_eq!(finding["rule_id"], "dlp.aws_access_key_id");
+    assert_eq!(finding["scanner"], "dlp");
+    assert_eq!(finding["severity"], "critical");
+    assert_eq!(finding["view"], "base64");
+    assert!(!String::from_utf8_lossy(&output.stdout).contains(AWS_KEY));
+}
+
+#[test]
+fn secrets_of_the_environment_are_caught_in_hex() {
+    let secret = "Vx7#qL2m!Pz9Rk4Wt8Nc";
+    let hex: String = secret.bytes().map(|b| format!("{b:02x}")).collect();
+    let mut command: Command = pipelock_command();
+    command.env("BILLING_SERVICE_TOKEN", secret).args([
+        "check",
+        "--kind",
+        "dlp",
+        "--json",
+        "--text",
+        &format!("payload={hex}"),
+    ]);
+    let output = run_with_timeout(command, None, TIMEOUT).expect("check");
+    assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    assert_eq!(
+        report["findings"][0]["rule_id"], "dlp.env_secret.billing_service_token",
+        "{report}"
+    );
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    for args in [
+        vec!["check", "--url", "http://127.0.0.1/"],
+        vec!["check", "--kind", "url", "--text", "x"],
+        vec!["check", "--text", "a", "--file", "b"],
+        vec![
+            "check",
+            "--kind",
+            "dlp",
+            "--config",
+            "/nonexistent.yaml",
+            "--text",
+            "x",
+        ],
+    ] {
+        let output = run_pipelock(&args, None, TIMEOUT).expect("check");
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            describe(&output)
+        );
+    }
+    let output = run_pipelock(&["check", "--kind", "dlp"], None, TIMEOUT).expect("check");
+    assert_ne!(output.status.code(), Some(0), "{}", describe(&output));
+}
