@@ -4,6 +4,7 @@
 //! declared (so `--help` documents the whole interface) and fail with a clear "not yet
 //! available" error instead of pretending to work.
 
+mod bench;
 mod check;
 mod generate;
 mod healthcheck;
@@ -60,6 +61,8 @@ enum Command {
     /// TLS interception certificate authority.
     #[command(subcommand)]
     Tls(TlsCommand),
+    /// Measure scanner speed on this machine (one core).
+    Bench(bench::BenchArgs),
     /// Print the version.
     Version,
 }
@@ -132,6 +135,7 @@ fn dispatch(command: Command) -> anyhow::Result<u8> {
             Ok(EXIT_OK)
         }
         Command::Check(args) => check::check(&args),
+        Command::Bench(args) => bench::bench(&args),
         Command::Simulate(_) => not_yet_available(
             "attack simulation (pipelock simulate) is not yet available in this build",
         ),

@@ -23,6 +23,9 @@ pub struct View {
 /// Every decoded view of `text` (not including `text` itself).
 #[must_use]
 pub fn decoded_views(text: &str) -> Vec<View> {
+    if !might_be_encoded(text) {
+        return Vec::new();
+    }
     let mut budget = text.len().saturating_mul(4).saturating_add(EXTRA_BUDGET);
     let mut views = Vec::new();
     let mut frontier = vec![text.to_string()];
@@ -53,6 +56,27 @@ pub fn decoded_views(text: &str) -> Vec<View> {
         frontier = next;
     }
     views
+}
+
+/// One cheap look at the text: could any decoder have something to do? Plain prose (ASCII,
+/// no `%`, `\\`, quotes joined by `+`, nor runs of 16 base64/hex characters) cannot.
+fn might_be_encoded(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    if !text.is_ascii() || memchr::memchr3(b'%', b'\\', b'+', bytes).is_some() {
+        return true;
+    }
+    let mut run = 0usize;
+    for &b in bytes {
+        if is_base64_byte(b) {
+            run += 1;
+            if run >= MIN_ENCODED_RUN {
+                return true;
+            }
+        } else {
+            run = 0;
+        }
+    }
+    false
 }
 
 type Decoder = fn(&str) -> Option<String>;

@@ -59,9 +59,10 @@ pub struct DlpScanner {
     rules: Vec<Rule>,
     gates: Vec<Gate>,
     exact: AhoCorasick,
-    exact_rules: Vec<usize>,
+    /// Rules armed by each literal of `exact` (a literal such as `-----BEGIN ` arms several).
+    exact_rules: Vec<Vec<usize>>,
     folded: AhoCorasick,
-    folded_rules: Vec<usize>,
+    folded_rules: Vec<Vec<usize>>,
 }
 
 impl DlpScanner {
@@ -74,9 +75,9 @@ impl DlpScanner {
         let mut rules = Vec::new();
         let mut gates = Vec::new();
         let mut exact_literals: Vec<&str> = Vec::new();
-        let mut exact_rules = Vec::new();
+        let mut exact_rules: Vec<Vec<usize>> = Vec::new();
         let mut folded_literals: Vec<&str> = Vec::new();
-        let mut folded_rules = Vec::new();
+        let mut folded_rules: Vec<Vec<usize>> = Vec::new();
 
         let overridden = |builtin: &BuiltinRule| {
             config
@@ -99,13 +100,23 @@ impl DlpScanner {
                 });
                 gates.push(match builtin.trigger {
                     Trigger::Exact(literals) => {
-                        exact_literals.extend(literals);
-                        exact_rules.extend(std::iter::repeat_n(index, literals.len()));
+                        add_literals(
+                            &mut exact_literals,
+                            &mut exact_rules,
+                            literals,
+                            index,
+                            false,
+                        );
                         Gate::Literal
                     }
                     Trigger::Folded(literals) => {
-                        folded_literals.extend(literals);
-                        folded_rules.extend(std::iter::repeat_n(index, literals.len()));
+                        add_literals(
+                            &mut folded_literals,
+                            &mut folded_rules,
+                            literals,
+                            index,
+                            true,
+                        );
                         Gate::Literal
                     }
                     Trigger::DigitRun => Gate::DigitRun,
@@ -137,11 +148,14 @@ impl DlpScanner {
             gates.push(Gate::Always);
         }
 
+        // Leftmost-longest, non-overlapping: at a position where both `sk-` and `sk-ant-`
+        // start, only the longer literal arms its rule, which is the only one that can match
+        // there. This keeps the automaton's fast prefilters usable.
         let exact = AhoCorasickBuilder::new()
-            .match_kind(MatchKind::Standard)
+            .match_kind(MatchKind::LeftmostLongest)
             .build(&exact_literals)?;
         let folded = AhoCorasickBuilder::new()
-            .match_kind(MatchKind::Standard)
+            .match_kind(MatchKind::LeftmostLongest)
             .ascii_case_insensitive(true)
             .build(&folded_literals)?;
         Ok(Self {
@@ -164,11 +178,15 @@ impl DlpScanner {
     #[must_use]
     pub fn scan(&self, text: &str, view: &'static str) -> Vec<Finding> {
         let mut armed = vec![false; self.rules.len()];
-        for hit in self.exact.find_overlapping_iter(text) {
-            armed[self.exact_rules[hit.pattern().as_usize()]] = true;
+        for hit in self.exact.find_iter(text) {
+            for &rule in &self.exact_rules[hit.pattern().as_usize()] {
+                armed[rule] = true;
+            }
         }
-        for hit in self.folded.find_overlapping_iter(text) {
-            armed[self.folded_rules[hit.pattern().as_usize()]] = true;
+        for hit in self.folded.find_iter(text) {
+            for &rule in &self.folded_rules[hit.pattern().as_usize()] {
+                armed[rule] = true;
+            }
         }
         let (digit_run, token_run) = runs(text.as_bytes());
         for (armed, gate) in armed.iter_mut().zip(&self.gates) {
@@ -201,6 +219,32 @@ impl DlpScanner {
             }
         }
         findings
+    }
+}
+
+/// Adds `literals` for rule `index`, sharing an entry when another rule has the same literal.
+fn add_literals<'a>(
+    all: &mut Vec<&'a str>,
+    rules: &mut Vec<Vec<usize>>,
+    literals: &[&'a str],
+    index: usize,
+    fold_case: bool,
+) {
+    for literal in literals {
+        let existing = all.iter().position(|l| {
+            if fold_case {
+                l.eq_ignore_ascii_case(literal)
+            } else {
+                l == literal
+            }
+        });
+        match existing {
+            Some(at) => rules[at].push(index),
+            None => {
+                all.push(literal);
+                rules.push(vec![index]);
+            }
+        }
     }
 }
 
