@@ -125,6 +125,9 @@ pub fn main() -> ExitCode {
 }
 
 fn dispatch(command: Command) -> anyhow::Result<u8> {
+    if !matches!(command, Command::Run(_)) {
+        restore_default_sigpipe();
+    }
     match command {
         Command::Run(args) => run::run(args),
         Command::Validate(args) => validate::validate(&args),
@@ -145,6 +148,16 @@ fn dispatch(command: Command) -> anyhow::Result<u8> {
         Command::Tls(TlsCommand::Init(_)) => not_yet_available(
             "TLS interception (pipelock tls init) is not yet available in this build",
         ),
+    }
+}
+
+/// Lets one-shot commands end quietly when their output pipe closes (`pipelock check | head`),
+/// as command-line tools do, instead of panicking on a failed print. The server keeps Rust's
+/// default (SIGPIPE ignored), so a client that disconnects cannot kill it.
+fn restore_default_sigpipe() {
+    // SAFETY: resetting a signal disposition to its default has no memory effects.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 

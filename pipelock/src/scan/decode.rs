@@ -23,7 +23,20 @@ pub struct View {
 /// Every decoded view of `text` (not including `text` itself).
 #[must_use]
 pub fn decoded_views(text: &str) -> Vec<View> {
-    if !might_be_encoded(text) {
+    decoded_views_with(text, has_long_run(text.as_bytes()))
+}
+
+/// Is there a run of [`MIN_ENCODED_RUN`] base64-alphabet bytes? (Base64 and hex payloads need
+/// one, and so does every DLP token run, whose alphabet is a subset.)
+#[must_use]
+pub fn has_long_run(bytes: &[u8]) -> bool {
+    super::runs::has_run(bytes, MIN_ENCODED_RUN, is_base64_byte)
+}
+
+/// [`decoded_views`] with the result of [`has_long_run`] already known.
+#[must_use]
+pub fn decoded_views_with(text: &str, long_run: bool) -> Vec<View> {
+    if !long_run && !needs_decoding(text) {
         return Vec::new();
     }
     let mut budget = text.len().saturating_mul(4).saturating_add(EXTRA_BUDGET);
@@ -58,25 +71,10 @@ pub fn decoded_views(text: &str) -> Vec<View> {
     views
 }
 
-/// One cheap look at the text: could any decoder have something to do? Plain prose (ASCII,
-/// no `%`, `\\`, quotes joined by `+`, nor runs of 16 base64/hex characters) cannot.
-fn might_be_encoded(text: &str) -> bool {
-    let bytes = text.as_bytes();
-    if !text.is_ascii() || memchr::memchr3(b'%', b'\\', b'+', bytes).is_some() {
-        return true;
-    }
-    let mut run = 0usize;
-    for &b in bytes {
-        if is_base64_byte(b) {
-            run += 1;
-            if run >= MIN_ENCODED_RUN {
-                return true;
-            }
-        } else {
-            run = 0;
-        }
-    }
-    false
+/// Could a decoder other than base64/hex have something to do? Only with non-ASCII text
+/// (invisible characters), `%`, a backslash, or `+` (joined fragments).
+fn needs_decoding(text: &str) -> bool {
+    !text.is_ascii() || memchr::memchr3(b'%', b'\\', b'+', text.as_bytes()).is_some()
 }
 
 type Decoder = fn(&str) -> Option<String>;

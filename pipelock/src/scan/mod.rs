@@ -8,6 +8,7 @@ pub mod decode;
 pub mod dlp;
 pub mod env_secrets;
 pub mod finding;
+pub mod runs;
 pub mod text;
 
 pub use finding::{Finding, ScannerKind};

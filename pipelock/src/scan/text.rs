@@ -1,7 +1,7 @@
 //! The DLP pipeline for one piece of outbound text: the DLP rules and the environment secrets,
 //! over the raw text and every decoded view of it. One finding per rule and matched value.
 
-use super::decode::decoded_views;
+use super::decode::{decoded_views_with, has_long_run};
 use super::dlp::{DlpBuildError, DlpScanner};
 use super::env_secrets::EnvSecrets;
 use super::finding::Finding;
@@ -42,8 +42,13 @@ impl TextDlp {
     /// Every DLP finding in `text` and its decoded views.
     #[must_use]
     pub fn scan(&self, text: &str) -> Vec<Finding> {
-        let mut findings = self.scan_view(text, "raw");
-        for view in decoded_views(text) {
+        // One look for long runs serves both the token-run rules and the base64/hex decoders.
+        let long_run = has_long_run(text.as_bytes());
+        let mut findings = self.rules.scan_with(text, "raw", long_run);
+        if let Some(env) = &self.env {
+            findings.extend(env.scan(text, "raw"));
+        }
+        for view in decoded_views_with(text, long_run) {
             for finding in self.scan_view(&view.text, view.name) {
                 let duplicate = findings
                     .iter()

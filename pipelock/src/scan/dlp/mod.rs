@@ -16,6 +16,11 @@ use super::finding::{redact, Finding, ScannerKind};
 use crate::config::{Dlp, Severity};
 use rules::{BuiltinRule, Check, Trigger, BUILTIN_RULES};
 
+/// Literals per Aho-Corasick automaton: small enough for its SIMD (Teddy) prefilter.
+const LITERALS_PER_AUTOMATON: usize = 24;
+/// How far before a `:`/`=` (past quotes and spaces) a case-folded keyword may start.
+const KEYWORD_REACH: usize = 40;
+
 /// Digits (with spaces and dashes between them) that make a run worth checking.
 const DIGIT_RUN_MIN_DIGITS: usize = 9;
 /// Token characters in a row that make a run worth checking.
@@ -58,9 +63,10 @@ pub enum DlpBuildError {
 pub struct DlpScanner {
     rules: Vec<Rule>,
     gates: Vec<Gate>,
-    exact: AhoCorasick,
-    /// Rules armed by each literal of `exact` (a literal such as `-----BEGIN ` arms several).
-    exact_rules: Vec<Vec<usize>>,
+    /// The literal prefixes, split into automata small enough for the SIMD (Teddy) searcher.
+    exact: Vec<AhoCorasick>,
+    /// Rules armed by each literal, per automaton (a literal such as `-----BEGIN ` arms several).
+    exact_rules: Vec<Vec<Vec<usize>>>,
     folded: AhoCorasick,
     folded_rules: Vec<Vec<usize>>,
 }
@@ -151,9 +157,20 @@ impl DlpScanner {
         // Leftmost-longest, non-overlapping: at a position where both `sk-` and `sk-ant-`
         // start, only the longer literal arms its rule, which is the only one that can match
         // there. This keeps the automaton's fast prefilters usable.
-        let exact = AhoCorasickBuilder::new()
-            .match_kind(MatchKind::LeftmostLongest)
-            .build(&exact_literals)?;
+        let mut exact = Vec::new();
+        let mut exact_groups = Vec::new();
+        for (literals, rules) in exact_literals
+            .chunks(LITERALS_PER_AUTOMATON)
+            .zip(exact_rules.chunks(LITERALS_PER_AUTOMATON))
+        {
+            exact.push(
+                AhoCorasickBuilder::new()
+                    .match_kind(MatchKind::LeftmostLongest)
+                    .build(literals)?,
+            );
+            exact_groups.push(rules.to_vec());
+        }
+        let exact_rules = exact_groups;
         let folded = AhoCorasickBuilder::new()
             .match_kind(MatchKind::LeftmostLongest)
             .ascii_case_insensitive(true)
@@ -177,18 +194,33 @@ impl DlpScanner {
     /// Every finding in `text`; `view` names the view of the input being scanned.
     #[must_use]
     pub fn scan(&self, text: &str, view: &'static str) -> Vec<Finding> {
+        self.scan_with(text, view, true)
+    }
+
+    /// Like [`DlpScanner::scan`]; `maybe_long_runs` false promises that `text` has no run of
+    /// 16 base64-alphabet bytes (see [`crate::scan::decode::has_long_run`]), which rules out
+    /// token runs and saves their pass.
+    #[must_use]
+    pub fn scan_with(&self, text: &str, view: &'static str, maybe_long_runs: bool) -> Vec<Finding> {
         let mut armed = vec![false; self.rules.len()];
-        for hit in self.exact.find_iter(text) {
-            for &rule in &self.exact_rules[hit.pattern().as_usize()] {
-                armed[rule] = true;
+        for (automaton, rules) in self.exact.iter().zip(&self.exact_rules) {
+            for hit in automaton.find_iter(text) {
+                for &rule in &rules[hit.pattern().as_usize()] {
+                    armed[rule] = true;
+                }
             }
         }
-        for hit in self.folded.find_iter(text) {
-            for &rule in &self.folded_rules[hit.pattern().as_usize()] {
-                armed[rule] = true;
+        // Every case-folded rule needs its keyword right before a `:` or `=` (an assignment,
+        // or a URL scheme), so only the text just before those separators is searched.
+        for window in keyword_windows(text.as_bytes()) {
+            for hit in self.folded.find_iter(&text.as_bytes()[window]) {
+                for &rule in &self.folded_rules[hit.pattern().as_usize()] {
+                    armed[rule] = true;
+                }
             }
         }
-        let (digit_run, token_run) = runs(text.as_bytes());
+        let digit_run = digit_run(text.as_bytes());
+        let token_run = maybe_long_runs && token_run(text.as_bytes());
         for (armed, gate) in armed.iter_mut().zip(&self.gates) {
             match gate {
                 Gate::DigitRun => *armed = digit_run,
@@ -248,29 +280,58 @@ fn add_literals<'a>(
     }
 }
 
-/// One pass over the bytes: is there a digit run (≥ 9 digits joined by spaces or dashes) and
-/// a token run (≥ 24 token characters)?
-fn runs(bytes: &[u8]) -> (bool, bool) {
-    let (mut digits, mut digit_run) = (0usize, false);
-    let (mut token, mut token_run) = (0usize, false);
+/// The byte ranges that may hold a case-folded keyword: before each `:` or `=`, skipping
+/// back over quotes and whitespace, [`KEYWORD_REACH`] bytes. Overlapping ranges are merged.
+fn keyword_windows(bytes: &[u8]) -> Vec<std::ops::Range<usize>> {
+    let mut windows: Vec<std::ops::Range<usize>> = Vec::new();
+    for separator in memchr::memchr2_iter(b':', b'=', bytes) {
+        let mut end = separator;
+        while end > 0 && matches!(bytes[end - 1], b' ' | b'\t' | b'\r' | b'\n' | b'"' | b'\'') {
+            end -= 1;
+        }
+        let start = end.saturating_sub(KEYWORD_REACH);
+        // Keep the separator itself: `accountkey=` and `postgres://` include it.
+        let end = (separator + 3).min(bytes.len());
+        match windows.last_mut() {
+            Some(last) if last.end >= start => last.end = last.end.max(end),
+            _ => windows.push(start..end),
+        }
+    }
+    windows
+}
+
+/// Is there a run of at least 9 digits, joined only by spaces or dashes? Text without digits
+/// skips the byte-by-byte pass.
+fn digit_run(bytes: &[u8]) -> bool {
+    // A branch-free reduction per block, which the compiler vectorizes.
+    let any_digit = bytes.chunks(64).any(|block| {
+        block
+            .iter()
+            .fold(false, |seen, b| seen | b.is_ascii_digit())
+    });
+    if !any_digit {
+        return false;
+    }
+    let mut digits = 0usize;
     for &b in bytes {
         if b.is_ascii_digit() {
             digits += 1;
+            if digits >= DIGIT_RUN_MIN_DIGITS {
+                return true;
+            }
         } else if b != b' ' && b != b'-' {
             digits = 0;
         }
-        if b.is_ascii_alphanumeric() || b == b'_' || b == b'-' {
-            token += 1;
-        } else {
-            token = 0;
-        }
-        digit_run |= digits >= DIGIT_RUN_MIN_DIGITS;
-        token_run |= token >= TOKEN_RUN_MIN;
-        if digit_run && token_run {
-            break;
-        }
     }
-    (digit_run, token_run)
+    false
+}
+
+fn is_token(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_' || b == b'-'
+}
+
+fn token_run(bytes: &[u8]) -> bool {
+    crate::scan::runs::has_run(bytes, TOKEN_RUN_MIN, is_token)
 }
 
 /// A rule-id-safe form of a pattern name: `Internal Token` → `internal_token`.
@@ -288,3 +349,43 @@ fn slug(name: &str) -> String {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod run_tests {
+    use super::*;
+
+    #[test]
+    fn token_runs_are_found_wherever_they_start() {
+        for len in [23usize, 24, 25, 40] {
+            for offset in 0..30 {
+                let text = format!("{} {} tail", "x ".repeat(offset), "a".repeat(len));
+                assert_eq!(
+                    token_run(text.as_bytes()),
+                    len >= 24,
+                    "len {len} offset {offset}"
+                );
+            }
+        }
+        assert!(token_run("a".repeat(24).as_bytes()));
+        assert!(!token_run(b""));
+    }
+
+    #[test]
+    fn digit_runs() {
+        assert!(digit_run(b"card 4111 1111 1111 1111"));
+        assert!(digit_run(b"123-45-6789"));
+        assert!(!digit_run(b"in 2024 we had 45 people"));
+        assert!(!digit_run(b"no digits at all"));
+    }
+
+    #[test]
+    fn keyword_windows_reach_back_over_quotes_and_spaces() {
+        let text = br#"{"password"     :   "hunter2"}"#;
+        let windows = keyword_windows(text);
+        assert!(windows.iter().any(|w| w.start == 0), "{windows:?}");
+        let far = format!("password{}= x", " ".repeat(200));
+        let windows = keyword_windows(far.as_bytes());
+        assert_eq!(windows[0].start, 0, "{windows:?}");
+        assert!(keyword_windows(b"no separators here").is_empty());
+    }
+}
