@@ -63,6 +63,20 @@ pub fn redact(matched: &str) -> String {
     format!("{prefix}…[redacted {total} chars]")
 }
 
+/// A rule-id-safe form of a pattern name: `Internal Token` → `internal_token`.
+#[must_use]
+pub fn rule_slug(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::redact;

@@ -8,6 +8,9 @@ pub mod decode;
 pub mod dlp;
 pub mod env_secrets;
 pub mod finding;
+pub mod injection;
+pub mod literals;
+pub mod normalize;
 pub mod runs;
 pub mod text;
 

@@ -9,15 +9,13 @@
 mod checks;
 pub mod rules;
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 use regex::Regex;
 
-use super::finding::{redact, Finding, ScannerKind};
+use super::finding::{redact, rule_slug, Finding, ScannerKind};
+use super::literals::LiteralTrigger;
 use crate::config::{Dlp, Severity};
 use rules::{BuiltinRule, Check, Trigger, BUILTIN_RULES};
 
-/// Literals per Aho-Corasick automaton: small enough for its SIMD (Teddy) prefilter.
-const LITERALS_PER_AUTOMATON: usize = 24;
 /// How far before a `:`/`=` (past quotes and spaces) a case-folded keyword may start.
 const KEYWORD_REACH: usize = 40;
 
@@ -63,12 +61,10 @@ pub enum DlpBuildError {
 pub struct DlpScanner {
     rules: Vec<Rule>,
     gates: Vec<Gate>,
-    /// The literal prefixes, split into automata small enough for the SIMD (Teddy) searcher.
-    exact: Vec<AhoCorasick>,
-    /// Rules armed by each literal, per automaton (a literal such as `-----BEGIN ` arms several).
-    exact_rules: Vec<Vec<Vec<usize>>>,
-    folded: AhoCorasick,
-    folded_rules: Vec<Vec<usize>>,
+    /// Literal prefixes (case-sensitive).
+    exact: LiteralTrigger,
+    /// Assignment keywords (ASCII case-insensitive).
+    folded: LiteralTrigger,
 }
 
 impl DlpScanner {
@@ -80,10 +76,8 @@ impl DlpScanner {
     pub fn new(config: &Dlp) -> Result<Self, DlpBuildError> {
         let mut rules = Vec::new();
         let mut gates = Vec::new();
-        let mut exact_literals: Vec<&str> = Vec::new();
-        let mut exact_rules: Vec<Vec<usize>> = Vec::new();
-        let mut folded_literals: Vec<&str> = Vec::new();
-        let mut folded_rules: Vec<Vec<usize>> = Vec::new();
+        let mut exact_literals: Vec<(&str, usize)> = Vec::new();
+        let mut folded_literals: Vec<(&str, usize)> = Vec::new();
 
         let overridden = |builtin: &BuiltinRule| {
             config
@@ -106,23 +100,11 @@ impl DlpScanner {
                 });
                 gates.push(match builtin.trigger {
                     Trigger::Exact(literals) => {
-                        add_literals(
-                            &mut exact_literals,
-                            &mut exact_rules,
-                            literals,
-                            index,
-                            false,
-                        );
+                        exact_literals.extend(literals.iter().map(|l| (*l, index)));
                         Gate::Literal
                     }
                     Trigger::Folded(literals) => {
-                        add_literals(
-                            &mut folded_literals,
-                            &mut folded_rules,
-                            literals,
-                            index,
-                            true,
-                        );
+                        folded_literals.extend(literals.iter().map(|l| (*l, index)));
                         Gate::Literal
                     }
                     Trigger::DigitRun => Gate::DigitRun,
@@ -131,7 +113,7 @@ impl DlpScanner {
             }
         }
         for pattern in &config.patterns {
-            let id = format!("dlp.custom.{}", slug(&pattern.name));
+            let id = format!("dlp.custom.{}", rule_slug(&pattern.name));
             // As in the reference, custom patterns match case-insensitively.
             let regex = Regex::new(&format!("(?i){}", pattern.regex)).map_err(|source| {
                 DlpBuildError::Regex {
@@ -154,34 +136,13 @@ impl DlpScanner {
             gates.push(Gate::Always);
         }
 
-        // Leftmost-longest, non-overlapping: at a position where both `sk-` and `sk-ant-`
-        // start, only the longer literal arms its rule, which is the only one that can match
-        // there. This keeps the automaton's fast prefilters usable.
-        let mut exact = Vec::new();
-        let mut exact_groups = Vec::new();
-        for (literals, rules) in exact_literals
-            .chunks(LITERALS_PER_AUTOMATON)
-            .zip(exact_rules.chunks(LITERALS_PER_AUTOMATON))
-        {
-            exact.push(
-                AhoCorasickBuilder::new()
-                    .match_kind(MatchKind::LeftmostLongest)
-                    .build(literals)?,
-            );
-            exact_groups.push(rules.to_vec());
-        }
-        let exact_rules = exact_groups;
-        let folded = AhoCorasickBuilder::new()
-            .match_kind(MatchKind::LeftmostLongest)
-            .ascii_case_insensitive(true)
-            .build(&folded_literals)?;
+        let exact = LiteralTrigger::new(exact_literals, false)?;
+        let folded = LiteralTrigger::new(folded_literals, true)?;
         Ok(Self {
             rules,
             gates,
             exact,
-            exact_rules,
             folded,
-            folded_rules,
         })
     }
 
@@ -203,21 +164,11 @@ impl DlpScanner {
     #[must_use]
     pub fn scan_with(&self, text: &str, view: &'static str, maybe_long_runs: bool) -> Vec<Finding> {
         let mut armed = vec![false; self.rules.len()];
-        for (automaton, rules) in self.exact.iter().zip(&self.exact_rules) {
-            for hit in automaton.find_iter(text) {
-                for &rule in &rules[hit.pattern().as_usize()] {
-                    armed[rule] = true;
-                }
-            }
-        }
+        self.exact.arm(text.as_bytes(), &mut armed);
         // Every case-folded rule needs its keyword right before a `:` or `=` (an assignment,
         // or a URL scheme), so only the text just before those separators is searched.
         for window in keyword_windows(text.as_bytes()) {
-            for hit in self.folded.find_iter(&text.as_bytes()[window]) {
-                for &rule in &self.folded_rules[hit.pattern().as_usize()] {
-                    armed[rule] = true;
-                }
-            }
+            self.folded.arm(&text.as_bytes()[window], &mut armed);
         }
         let digit_run = digit_run(text.as_bytes());
         let token_run = maybe_long_runs && token_run(text.as_bytes());
@@ -251,32 +202,6 @@ impl DlpScanner {
             }
         }
         findings
-    }
-}
-
-/// Adds `literals` for rule `index`, sharing an entry when another rule has the same literal.
-fn add_literals<'a>(
-    all: &mut Vec<&'a str>,
-    rules: &mut Vec<Vec<usize>>,
-    literals: &[&'a str],
-    index: usize,
-    fold_case: bool,
-) {
-    for literal in literals {
-        let existing = all.iter().position(|l| {
-            if fold_case {
-                l.eq_ignore_ascii_case(literal)
-            } else {
-                l == literal
-            }
-        });
-        match existing {
-            Some(at) => rules[at].push(index),
-            None => {
-                all.push(literal);
-                rules.push(vec![index]);
-            }
-        }
     }
 }
 
@@ -332,19 +257,6 @@ fn is_token(b: u8) -> bool {
 
 fn token_run(bytes: &[u8]) -> bool {
     crate::scan::runs::has_run(bytes, TOKEN_RUN_MIN, is_token)
-}
-
-/// A rule-id-safe form of a pattern name: `Internal Token` → `internal_token`.
-fn slug(name: &str) -> String {
-    name.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_lowercase()
-            } else {
-                '_'
-            }
-        })
-        .collect()
 }
 
 #[cfg(test)]

@@ -1,0 +1,218 @@
+//! Normalized views of text for injection matching, so that look-alike spellings match the
+//! same patterns as the plain one.
+//!
+//! - [`lower_ascii`]: ASCII text, lowercased (the common case; byte offsets are unchanged).
+//! - [`normalize`]: invisible and bidi characters removed, Unicode NFKC (fullwidth and
+//!   compatibility forms), combining marks removed, Cyrillic and Greek look-alikes folded to
+//!   Latin inside words that also contain Latin letters (so Russian stays Russian), lowercase.
+//! - [`fold_leet`]: leetspeak digits and symbols between letters read as letters.
+
+use unicode_normalization::char::is_combining_mark;
+use unicode_normalization::UnicodeNormalization;
+
+/// Zero-width, bidi, tag and other invisible characters used to split words.
+#[must_use]
+pub fn is_invisible(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}' | '\u{034F}' | '\u{115F}' | '\u{1160}' | '\u{180E}' | '\u{200B}'..='\u{200F}'
+        | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{2069}'
+        | '\u{3164}' | '\u{FE00}'..='\u{FE0F}' | '\u{FEFF}' | '\u{FFF9}'..='\u{FFFB}'
+        | '\u{E0000}'..='\u{E007F}' | '\u{E0100}'..='\u{E01EF}')
+}
+
+/// ASCII text lowercased; `None` when the text is not ASCII (use [`normalize`]).
+#[must_use]
+pub fn lower_ascii(text: &str) -> Option<String> {
+    text.is_ascii().then(|| text.to_ascii_lowercase())
+}
+
+/// The normalized view of any text.
+#[must_use]
+pub fn normalize(text: &str) -> String {
+    // Decompose (NFKD), drop accents on alphabetic scripts, then recompose (NFC) so that
+    // Hangul syllables and Japanese voiced kana come back whole.
+    let mut base_is_alphabetic = false;
+    let cleaned: String = text
+        .chars()
+        .filter(|c| !is_invisible(*c))
+        .nfkd()
+        .filter(|&c| {
+            if is_combining_mark(c) {
+                !base_is_alphabetic
+            } else {
+                base_is_alphabetic = is_alphabetic_script(c);
+                true
+            }
+        })
+        .nfc()
+        .collect();
+    let mut out = String::with_capacity(cleaned.len());
+    let mut word: Vec<char> = Vec::new();
+    let flush = |word: &mut Vec<char>, out: &mut String| {
+        let mixed = word.iter().any(char::is_ascii_alphabetic);
+        for &c in word.iter() {
+            let c = if mixed { confusable(c).unwrap_or(c) } else { c };
+            out.extend(c.to_lowercase());
+        }
+        word.clear();
+    };
+    for c in cleaned.chars() {
+        if c.is_alphanumeric() {
+            word.push(c);
+        } else {
+            flush(&mut word, &mut out);
+            if c.is_whitespace() {
+                if !out.ends_with(' ') {
+                    out.push(' ');
+                }
+            } else {
+                out.extend(c.to_lowercase());
+            }
+        }
+    }
+    flush(&mut word, &mut out);
+    out
+}
+
+/// Latin or Greek letters, whose accents are folded for matching (patterns for languages
+/// with accents accept both spellings). Cyrillic keeps its marks: `й` is not `и`.
+fn is_alphabetic_script(c: char) -> bool {
+    matches!(c, 'A'..='Z' | 'a'..='z' | '\u{00C0}'..='\u{024F}' | '\u{0370}'..='\u{03FF}')
+}
+
+/// The Latin letter a Cyrillic or Greek look-alike stands for.
+fn confusable(c: char) -> Option<char> {
+    Some(match c {
+        'а' => 'a',
+        'А' => 'A',
+        'в' => 'b',
+        'В' => 'B',
+        'е' => 'e',
+        'Е' => 'E',
+        'ё' => 'e',
+        'к' => 'k',
+        'К' => 'K',
+        'м' => 'm',
+        'М' => 'M',
+        'н' => 'h',
+        'Н' => 'H',
+        'о' => 'o',
+        'О' => 'O',
+        'р' => 'p',
+        'Р' => 'P',
+        'с' => 'c',
+        'С' => 'C',
+        'т' => 't',
+        'Т' => 'T',
+        'у' => 'y',
+        'У' => 'Y',
+        'х' => 'x',
+        'Х' => 'X',
+        'ѕ' => 's',
+        'Ѕ' => 'S',
+        'і' => 'i',
+        'І' => 'I',
+        'ј' => 'j',
+        'Ј' => 'J',
+        'ԁ' => 'd',
+        'ɡ' => 'g',
+        'һ' => 'h',
+        'ӏ' => 'l',
+        'ո' => 'n',
+        'ս' => 'u',
+        'α' => 'a',
+        'Α' => 'A',
+        'β' => 'b',
+        'Β' => 'B',
+        'ε' => 'e',
+        'Ε' => 'E',
+        'ι' => 'i',
+        'Ι' => 'I',
+        'κ' => 'k',
+        'Κ' => 'K',
+        'ν' => 'v',
+        'Ν' => 'N',
+        'ο' => 'o',
+        'Ο' => 'O',
+        'ρ' => 'p',
+        'Ρ' => 'P',
+        'τ' => 't',
+        'Τ' => 'T',
+        'υ' => 'u',
+        'Υ' => 'Y',
+        'χ' => 'x',
+        'Χ' => 'X',
+        'Ζ' => 'Z',
+        'Η' => 'H',
+        'Μ' => 'M',
+        _ => return None,
+    })
+}
+
+/// Could `text` hide words in leetspeak (a digit or `@`/`$` touching a letter)?
+#[must_use]
+pub fn may_hold_leet(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    bytes.windows(2).any(|w| {
+        (is_leet(w[0]) && w[1].is_ascii_alphabetic())
+            || (w[0].is_ascii_alphabetic() && is_leet(w[1]))
+    })
+}
+
+fn is_leet(b: u8) -> bool {
+    matches!(b, b'0' | b'1' | b'3' | b'4' | b'5' | b'7' | b'@' | b'$')
+}
+
+/// Leetspeak read as letters (0→o 1→i 3→e 4→a 5→s 7→t @→a $→s), lowercased.
+#[must_use]
+pub fn fold_leet(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            '0' => 'o',
+            '1' => 'i',
+            '3' => 'e',
+            '4' => 'a',
+            '5' | '$' => 's',
+            '7' => 't',
+            '@' => 'a',
+            c => c.to_ascii_lowercase(),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invisibles_fullwidth_and_homoglyphs_fold() {
+        assert_eq!(normalize("ig\u{200B}nore"), "ignore");
+        assert_eq!(normalize("ＩＧＮＯＲＥ previous"), "ignore previous");
+        // Cyrillic о and е inside a Latin word.
+        assert_eq!(normalize("ign\u{043E}r\u{0435} all"), "ignore all");
+        // A Russian word stays Russian.
+        assert_eq!(normalize("Игнорируй"), "игнорируй");
+        assert_eq!(normalize("ignóre\u{0301}"), "ignore");
+        assert_eq!(normalize("a \t\n  b"), "a b");
+        // Hangul and voiced kana survive the decomposition.
+        assert_eq!(normalize("무시 プロンプト"), "무시 プロンプト");
+    }
+
+    #[test]
+    fn leetspeak() {
+        assert!(may_hold_leet("1gn0re"));
+        assert!(!may_hold_leet("in 2024 we had 45 people"));
+        assert_eq!(
+            fold_leet("1gn0r3 pr3v10u5 1n5truct10n5"),
+            "ignore previous instructions"
+        );
+    }
+
+    #[test]
+    fn odd_input() {
+        for text in ["", "\u{E0001}\u{E0041}", "\u{0301}\u{0301}", "\0"] {
+            let _ = normalize(text);
+            let _ = fold_leet(text);
+        }
+    }
+}
