@@ -13,6 +13,7 @@ use clap::Args;
 
 use super::EXIT_OK;
 use crate::config::{self, Dlp};
+use crate::scan::injection::InjectionScanner;
 use crate::scan::TextDlp;
 
 #[derive(Debug, Args)]
@@ -54,6 +55,17 @@ pub fn bench(args: &BenchArgs) -> anyhow::Result<u8> {
     });
     report("  of which: building decoded views", per_op, prose.len());
 
+    let injection = InjectionScanner::new(&config.response_scanning)
+        .context("cannot build the injection scanner")?;
+    let per_op = measure(budget, || {
+        black_box(injection.scan(black_box(&prose)));
+    });
+    report(
+        "injection, 10 KiB clean prose (all views)",
+        per_op,
+        prose.len(),
+    );
+
     let bytes = usize::try_from(args.corpus_mib).unwrap_or(64) * 1024 * 1024;
     let corpus = corpus(bytes);
     let chunks: Vec<&str> = split_chunks(&corpus, 16 * 1024);
@@ -61,13 +73,14 @@ pub fn bench(args: &BenchArgs) -> anyhow::Result<u8> {
     let mut findings = 0usize;
     for chunk in &chunks {
         findings += black_box(dlp.scan(black_box(chunk))).len();
+        findings += black_box(injection.scan(black_box(chunk))).len();
     }
     let elapsed = started.elapsed();
     #[allow(clippy::cast_precision_loss)]
     let mbps = corpus.len() as f64 / elapsed.as_secs_f64() / 1e6;
     println!(
         "{:<48} {:>12.1} MB/s  ({} MiB in {:.2?}, {} chunks of 16 KiB, {findings} findings)",
-        "dlp, mixed corpus (JSON chat, prose, code)",
+        "dlp + injection, mixed corpus (JSON chat, prose, code)",
         mbps,
         args.corpus_mib,
         elapsed,

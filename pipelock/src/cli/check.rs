@@ -8,8 +8,9 @@ use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
 
 use super::{EXIT_FAILURE, EXIT_OK};
-use crate::config::{self, Config};
-use crate::policy::{decide, verdict_for, Enforcement, Verdict};
+use crate::config::{self, Config, ResponseAction};
+use crate::policy::{verdict_for, Enforcement, Verdict};
+use crate::scan::injection::InjectionScanner;
 use crate::scan::{Finding, TextDlp};
 
 /// Which scanners run.
@@ -24,10 +25,10 @@ pub enum Kind {
 
 #[derive(Debug, Args)]
 pub struct CheckArgs {
-    /// Text to scan as outbound data (DLP).
+    /// Text to scan (DLP and prompt injection, as `--kind` says).
     #[arg(long, group = "input")]
     text: Option<String>,
-    /// File to scan as outbound data (DLP); `-` reads standard input.
+    /// File to scan like `--text`; `-` reads standard input.
     #[arg(long, group = "input")]
     file: Option<PathBuf>,
     /// [not yet available] URL to scan through the URL layers.
@@ -36,7 +37,8 @@ pub struct CheckArgs {
     /// [not yet available] Request body to scan (`-` for standard input).
     #[arg(long, group = "input")]
     body: Option<PathBuf>,
-    /// [not yet available] Response to scan for prompt injection (`-` for standard input).
+    /// Response to scan for prompt injection (`-` for standard input); judged with
+    /// `response_scanning.action`.
     #[arg(long, group = "input")]
     response: Option<PathBuf>,
     /// Which scanners run.
@@ -54,49 +56,59 @@ pub struct CheckArgs {
 const EXIT_USAGE: u8 = 2;
 
 pub fn check(args: &CheckArgs) -> anyhow::Result<u8> {
-    if args.url.is_some() || args.body.is_some() || args.response.is_some() {
-        eprintln!("error: not yet available: --url, --body and --response scanning arrive with the URL, body and injection scanners");
+    if args.url.is_some() || args.body.is_some() {
+        eprintln!("error: not yet available: --url and --body scanning arrive with the URL and body scanners");
         return Ok(EXIT_USAGE);
     }
-    if matches!(args.kind, Kind::Injection | Kind::Url | Kind::Shell) {
+    if matches!(args.kind, Kind::Url | Kind::Shell) {
         eprintln!(
             "error: not yet available: the {:?} scanner is not in this build",
             args.kind
         );
         return Ok(EXIT_USAGE);
     }
-    let text = match (&args.text, &args.file) {
-        (Some(text), _) => text.clone(),
-        (None, Some(path)) if path.as_os_str() == "-" => {
-            let mut text = String::new();
-            std::io::stdin()
-                .read_to_string(&mut text)
-                .context("cannot read standard input as UTF-8 text")?;
-            text
-        }
-        (None, Some(path)) => {
-            let bytes =
-                std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-            String::from_utf8_lossy(&bytes).into_owned()
-        }
-        (None, None) => bail!("nothing to scan: give --text, --file or --url"),
+    let (text, response_side) = match (&args.text, &args.file, &args.response) {
+        (Some(text), _, _) => (text.clone(), false),
+        (None, Some(path), _) => (read_input(path)?, false),
+        (None, None, Some(path)) => (read_input(path)?, true),
+        (None, None, None) => bail!("nothing to scan: give --text, --file or --response"),
     };
+    if response_side && args.kind == Kind::Dlp {
+        eprintln!("error: --response is scanned for prompt injection; use --kind injection or all");
+        return Ok(EXIT_USAGE);
+    }
     let config = match &args.config {
         Some(path) => config::load_file(path)?,
         None => config::default_config(),
     };
     if args.kind == Kind::All {
-        eprintln!("note: only the DLP scanner is in this build; injection, URL and shell scanning are not yet available");
+        eprintln!("note: URL and shell scanning are not yet available in this build");
     }
 
-    let scanner = TextDlp::new(&config.dlp).context("cannot build the DLP scanner")?;
-    let findings = scanner.scan(&text);
-    let enforcement = enforcement(&config);
-    let verdict = decide(&findings, enforcement);
+    let mut judged: Vec<(Finding, Enforcement)> = Vec::new();
+    if !response_side && matches!(args.kind, Kind::Dlp | Kind::All) {
+        let dlp = TextDlp::new(&config.dlp).context("cannot build the DLP scanner")?;
+        let enforcement = enforcement(&config, true);
+        judged.extend(dlp.scan(&text).into_iter().map(|f| (f, enforcement)));
+    }
+    if matches!(args.kind, Kind::Injection | Kind::All) && config.response_scanning.enabled {
+        let scanner = InjectionScanner::new(&config.response_scanning)
+            .context("cannot build the injection scanner")?;
+        let enforcement = enforcement(
+            &config,
+            config.response_scanning.action != ResponseAction::Warn,
+        );
+        judged.extend(scanner.scan(&text).into_iter().map(|f| (f, enforcement)));
+    }
+    let verdict = judged
+        .iter()
+        .map(|(f, e)| verdict_for(f, *e))
+        .max()
+        .unwrap_or(Verdict::Allow);
     if args.json {
-        println!("{}", json_report(&config, verdict, &findings, enforcement));
+        println!("{}", json_report(&config, verdict, &judged));
     } else {
-        print_human(verdict, &findings, enforcement);
+        print_human(verdict, &judged);
     }
     Ok(if verdict == Verdict::Block {
         EXIT_FAILURE
@@ -105,30 +117,42 @@ pub fn check(args: &CheckArgs) -> anyhow::Result<u8> {
     })
 }
 
-/// Outbound DLP findings follow the mode; there is no per-section action for them.
-fn enforcement(config: &Config) -> Enforcement {
+fn read_input(path: &std::path::Path) -> anyhow::Result<String> {
+    if path.as_os_str() == "-" {
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .context("cannot read standard input as UTF-8 text")?;
+        return Ok(text);
+    }
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// The mode and `enforce` of `config`; `section_blocks` is false when the section's action
+/// only warns. (Outbound DLP has no per-section action: it follows the mode.)
+fn enforcement(config: &Config, section_blocks: bool) -> Enforcement {
     Enforcement {
         mode: config.mode,
         enforce: config.enforce_enabled(),
-        section_blocks: true,
+        section_blocks,
     }
 }
 
 fn json_report(
     config: &Config,
     verdict: Verdict,
-    findings: &[Finding],
-    enforcement: Enforcement,
+    judged: &[(Finding, Enforcement)],
 ) -> serde_json::Value {
     serde_json::json!({
         "verdict": verdict.to_string(),
         "mode": config.mode.to_string(),
-        "findings": findings.iter().map(|f| serde_json::json!({
+        "findings": judged.iter().map(|(f, e)| serde_json::json!({
             "rule_id": f.rule_id,
             "rule_name": f.rule_name,
             "scanner": f.scanner.to_string(),
             "severity": f.severity.to_string(),
-            "verdict": verdict_for(f, enforcement).to_string(),
+            "verdict": verdict_for(f, *e).to_string(),
             "view": f.view,
             "span": [f.span.start, f.span.end],
             "preview": f.preview,
@@ -136,17 +160,17 @@ fn json_report(
     })
 }
 
-fn print_human(verdict: Verdict, findings: &[Finding], enforcement: Enforcement) {
-    let plural = if findings.len() == 1 { "" } else { "s" };
+fn print_human(verdict: Verdict, judged: &[(Finding, Enforcement)]) {
+    let plural = if judged.len() == 1 { "" } else { "s" };
     println!(
         "{}: {} finding{plural}",
         verdict.to_string().to_uppercase(),
-        findings.len()
+        judged.len()
     );
-    for f in findings {
+    for (f, e) in judged {
         println!(
             "  {:<5} {:<8} {} ({}) in {} at {}..{}: {}",
-            verdict_for(f, enforcement).to_string(),
+            verdict_for(f, *e).to_string(),
             f.severity.to_string(),
             f.rule_id,
             f.rule_name,
