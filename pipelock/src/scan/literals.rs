@@ -69,12 +69,19 @@ impl LiteralTrigger {
 
     /// Marks in `armed` every rule whose literal occurs in `haystack`.
     pub fn arm(&self, haystack: &[u8], armed: &mut [bool]) {
+        self.for_each_hit(haystack, |rule, _| {
+            if let Some(slot) = armed.get_mut(rule) {
+                *slot = true;
+            }
+        });
+    }
+
+    /// Calls `f(rule, range)` for every occurrence of a literal, once per rule it arms.
+    pub fn for_each_hit(&self, haystack: &[u8], mut f: impl FnMut(usize, std::ops::Range<usize>)) {
         for (automaton, rules) in self.automata.iter().zip(&self.rules) {
             for hit in automaton.find_iter(haystack) {
                 for &rule in &rules[hit.pattern().as_usize()] {
-                    if let Some(slot) = armed.get_mut(rule) {
-                        *slot = true;
-                    }
+                    f(rule, hit.range());
                 }
             }
         }

@@ -1,7 +1,8 @@
 //! Prompt injection in inbound text (responses, tool results, tool descriptions).
 //!
 //! The text is scanned in several views so that evasions meet the same patterns: the text
-//! itself lowercased (`raw`), its normalized form for non-ASCII text (`normalized`: invisible
+//! lowercased with whitespace runs as single spaces (`lowercased`; line-anchored patterns use
+//! the lowercased text as it is, `raw`), its normalized form for non-ASCII text (`normalized`: invisible
 //! characters, fullwidth forms, combining marks and homoglyphs folded), its leetspeak reading
 //! (`leet`), and its decoded views (base64, hex, URL-encoding, escapes). In each view a keyword
 //! pass decides which patterns' regexes run at all. Each pattern is reported once, in the first
@@ -14,7 +15,7 @@ use regex::{Regex, RegexBuilder};
 use super::decode::{decoded_views_with, has_long_run};
 use super::finding::{redact, rule_slug, Finding, ScannerKind};
 use super::literals::LiteralTrigger;
-use super::normalize::{fold_leet, lower_ascii, may_hold_leet, normalize};
+use super::normalize::{collapse_whitespace, fold_leet, lower_ascii, may_hold_leet, normalize};
 use crate::config::{ResponseScanning, Severity};
 use patterns::BUILTIN_PATTERNS;
 
@@ -43,7 +44,10 @@ struct Pattern {
 #[derive(Debug)]
 pub struct InjectionScanner {
     patterns: Vec<Pattern>,
+    /// Keywords of the patterns matched on whitespace-collapsed views.
     keywords: LiteralTrigger,
+    /// Keywords of the line-anchored patterns, matched on the lowercased text as it is.
+    line_keywords: LiteralTrigger,
     /// Patterns without keywords (custom ones), run on every view.
     always: Vec<usize>,
 }
@@ -68,6 +72,7 @@ impl InjectionScanner {
     pub fn new(config: &ResponseScanning) -> Result<Self, InjectionBuildError> {
         let mut patterns = Vec::new();
         let mut keywords: Vec<(&str, usize)> = Vec::new();
+        let mut line_keywords: Vec<(&str, usize)> = Vec::new();
         let mut always = Vec::new();
         if config.include_defaults {
             for builtin in BUILTIN_PATTERNS {
@@ -79,7 +84,12 @@ impl InjectionScanner {
                     continue;
                 }
                 let index = patterns.len();
-                keywords.extend(builtin.keywords.iter().map(|k| (*k, index)));
+                let target = if builtin.lines {
+                    &mut line_keywords
+                } else {
+                    &mut keywords
+                };
+                target.extend(builtin.keywords.iter().map(|k| (*k, index)));
                 patterns.push(Pattern {
                     id: format!("injection.{}", builtin.id),
                     name: builtin.name.to_string(),
@@ -101,6 +111,7 @@ impl InjectionScanner {
         Ok(Self {
             patterns,
             keywords: LiteralTrigger::new(keywords, false)?,
+            line_keywords: LiteralTrigger::new(line_keywords, false)?,
             always,
         })
     }
@@ -116,17 +127,42 @@ impl InjectionScanner {
     pub fn scan(&self, text: &str) -> Vec<Finding> {
         let mut found = vec![false; self.patterns.len()];
         let mut findings = Vec::new();
-        let (primary, primary_name) = match lower_ascii(text) {
-            Some(lower) => (lower, "raw"),
-            None => (normalize(text), "normalized"),
+        // Lowercased with line breaks kept: the view of line-anchored patterns.
+        let ascii = text.is_ascii();
+        let lowered = if ascii {
+            text.to_ascii_lowercase()
+        } else {
+            text.to_lowercase()
         };
-        self.scan_view(&primary, primary_name, &mut found, &mut findings);
+        self.scan_view(
+            &lowered,
+            "raw",
+            &self.line_keywords,
+            false,
+            &mut found,
+            &mut findings,
+        );
+        let (primary, primary_name) = if ascii {
+            (collapse_whitespace(&lowered), "lowercased")
+        } else {
+            (std::borrow::Cow::Owned(normalize(text)), "normalized")
+        };
+        let views = &self.keywords;
+        self.scan_view(
+            &primary,
+            primary_name,
+            views,
+            true,
+            &mut found,
+            &mut findings,
+        );
         if may_hold_leet(&primary) {
-            self.scan_view(&fold_leet(&primary), "leet", &mut found, &mut findings);
+            let leet = fold_leet(&primary);
+            self.scan_view(&leet, "leet", views, false, &mut found, &mut findings);
         }
         for view in decoded_views_with(text, has_long_run(text.as_bytes())) {
             let lowered = lower_ascii(&view.text).unwrap_or_else(|| normalize(&view.text));
-            self.scan_view(&lowered, view.name, &mut found, &mut findings);
+            self.scan_view(&lowered, view.name, views, false, &mut found, &mut findings);
         }
         findings
     }
@@ -135,31 +171,72 @@ impl InjectionScanner {
         &self,
         view: &str,
         name: &'static str,
+        trigger: &LiteralTrigger,
+        with_custom: bool,
         found: &mut [bool],
         findings: &mut Vec<Finding>,
     ) {
-        let mut armed = vec![false; self.patterns.len()];
-        self.keywords.arm(view.as_bytes(), &mut armed);
-        for &index in &self.always {
-            armed[index] = true;
+        // Each armed pattern's regex runs only in windows around its keyword hits: every match
+        // contains one of its keywords, and no match reaches further than `WINDOW_REACH`.
+        let mut windows: Vec<Vec<std::ops::Range<usize>>> = vec![Vec::new(); self.patterns.len()];
+        trigger.for_each_hit(view.as_bytes(), |index, hit| {
+            if !found[index] {
+                push_window(&mut windows[index], window_around(view, hit));
+            }
+        });
+        for &index in self.always.iter().filter(|_| with_custom) {
+            if !found[index] {
+                windows[index] = std::iter::once(0..view.len()).collect();
+            }
         }
         for (index, pattern) in self.patterns.iter().enumerate() {
-            if !armed[index] || found[index] {
-                continue;
-            }
-            if let Some(hit) = pattern.regex.find(view) {
+            for window in &windows[index] {
+                let Some(hit) = pattern.regex.find(&view[window.clone()]) else {
+                    continue;
+                };
+                let span = window.start + hit.start()..window.start + hit.end();
                 found[index] = true;
                 findings.push(Finding {
                     rule_id: pattern.id.clone(),
                     rule_name: pattern.name.clone(),
                     scanner: ScannerKind::Injection,
                     severity: pattern.severity,
-                    span: hit.range(),
+                    preview: redact(&view[span.clone()]),
+                    span,
                     view: name,
-                    preview: redact(hit.as_str()),
                 });
+                break;
             }
         }
+    }
+}
+
+/// How far around a keyword a match of its pattern may reach.
+const WINDOW_REACH: usize = 256;
+
+/// The window around a keyword hit: [`WINDOW_REACH`] bytes each side, starting at the hit's
+/// line start when that is closer (line-anchored patterns need it), on character boundaries.
+fn window_around(view: &str, hit: std::ops::Range<usize>) -> std::ops::Range<usize> {
+    let bytes = view.as_bytes();
+    let mut start = hit.start.saturating_sub(WINDOW_REACH);
+    if let Some(newline) = memchr::memrchr(b'\n', &bytes[start..hit.start]) {
+        start += newline + 1;
+    }
+    let mut end = (hit.end + WINDOW_REACH).min(view.len());
+    while !view.is_char_boundary(start) {
+        start -= 1;
+    }
+    while !view.is_char_boundary(end) {
+        end += 1;
+    }
+    start..end
+}
+
+/// Adds `window` to a sorted list of windows, merging it with the last one when they touch.
+fn push_window(windows: &mut Vec<std::ops::Range<usize>>, window: std::ops::Range<usize>) {
+    match windows.last_mut() {
+        Some(last) if window.start <= last.end => last.end = last.end.max(window.end),
+        _ => windows.push(window),
     }
 }
 

@@ -1,6 +1,7 @@
 //! The built-in prompt-injection patterns. Each has a stable id, a severity, a regex matched
-//! against lowercased (normalized) text, and keywords: the regex only runs on a view that
-//! contains one of them. Keywords are lowercase.
+//! against lowercased text whose whitespace runs are single spaces, and keywords: the regex
+//! only runs around them, so every match of a pattern must contain one of its keywords.
+//! Keywords are lowercase, with single spaces between words.
 
 use crate::config::Severity::{self, Critical, High, Medium};
 
@@ -13,6 +14,9 @@ pub struct BuiltinPattern {
     pub severity: Severity,
     pub regex: &'static str,
     pub keywords: &'static [&'static str],
+    /// Matched on the lowercased text with its line breaks kept (the regex anchors on lines),
+    /// instead of the view whose whitespace runs are single spaces.
+    pub lines: bool,
 }
 
 const fn pattern(
@@ -28,6 +32,24 @@ const fn pattern(
         severity,
         regex,
         keywords,
+        lines: false,
+    }
+}
+
+const fn line_pattern(
+    id: &'static str,
+    name: &'static str,
+    severity: Severity,
+    regex: &'static str,
+    keywords: &'static [&'static str],
+) -> BuiltinPattern {
+    BuiltinPattern {
+        id,
+        name,
+        severity,
+        regex,
+        keywords,
+        lines: true,
     }
 }
 
@@ -46,7 +68,7 @@ pub const BUILTIN_PATTERNS: &[BuiltinPattern] = &[
     pattern("new_instructions", "New Instructions", Medium,
         r"\b(?:new|updated|revised|real|actual|true)\s+(?:instructions|directives|system\s+prompt|orders)\s*(?::|-|follow)",
         &["instructions", "directives", "system prompt", "orders"]),
-    pattern("system_override", "System Role Override", High,
+    line_pattern("system_override", "System Role Override", High,
         // One required inner literal (`system`), so the regex engine can search for it first.
         r"(?m)^[ \t#<\[]*system(?:[ \t]+(?:message|prompt))?[\]>]?[ \t]*[:>]",
         &["system"]),
@@ -58,7 +80,7 @@ pub const BUILTIN_PATTERNS: &[BuiltinPattern] = &[
         &["dan mode", "developer mode", "jailbreak", "do anything now", "sudo mode", "god mode"]),
     pattern("role_play_impersonation", "Unrestricted Role-Play", High,
         r"\b(?:pretend|act|behave|roleplay|role-play)\s+(?:to\s+be|as\s+if\s+you\s+(?:are|were)|as|like)\s+(?:an?\s+)?(?:unrestricted|unfiltered|evil|malicious|uncensored|amoral|jailbroken)",
-        &["pretend", "act ", "behave", "roleplay", "role-play"]),
+        &["pretend", "act as", "act like", "behave", "roleplay", "role-play"]),
     pattern("behavior_override", "Behavior Override", Medium,
         r"\bfrom\s+now\s+on,?\s+(?:you\s+)?(?:will|must|shall|are\s+to|should|have\s+to)\b",
         &["from now on"]),
@@ -94,13 +116,13 @@ pub const BUILTIN_PATTERNS: &[BuiltinPattern] = &[
         &["secretly", "silently", "quietly", "covertly", "stealthily", "without telling", "without informing", "without notifying", "without alerting", "without asking"]),
     pattern("silent_credential_handling", "Silent Credential Handling", High,
         r"\b(?:do\s+not|don'?t|never)\s+(?:mention|tell|inform|show|reveal|disclose|alert|notify|log)\s+(?:this|it|that|the\s+user|anyone|them)\b[^\n]{0,80}\b(?:keys?|passwords?|tokens?|credentials?|secrets?)\b",
-        &["mention", "tell", "inform", "disclose", "alert", "notify", "log "]),
+        &["not mention", "t mention", "never mention", "not tell", "t tell", "never tell", "not inform", "t inform", "not show", "t show", "not reveal", "t reveal", "not disclose", "t disclose", "not alert", "t alert", "not notify", "t notify", "not log", "t log", "never log", "never reveal", "never disclose"]),
     pattern("memory_persistence", "Memory Persistence Directive", Medium,
         r"\b(?:remember|memorize|store|save|persist|keep)\s+(?:this|these|that|the\s+following)\s+(?:instructions?\s+)?(?:for\s+(?:all\s+)?(?:future|later|every|all)|permanently|forever|across\s+(?:all\s+)?(?:sessions|conversations|chats))|\b(?:add|write|save|store)\s+(?:this|these|that|the\s+following)\s+(?:instructions?\s+)?(?:to|in|into)\s+(?:your\s+)?(?:long[-\s]term\s+)?memory",
         &["remember", "memorize", "store", "save", "persist", "keep", "memory"]),
     pattern("preference_poisoning", "Preference Poisoning", Medium,
         r"\b(?:always|from\s+now\s+on)\s+(?:recommend|prefer|suggest|endorse|promote)\s+\S+|\b(?:the\s+)?user\s+(?:prefers|wants|has\s+asked|always\s+wants)\s+(?:you\s+)?to\s+(?:always|never)\b",
-        &["recommend", "prefer", "suggest", "endorse", "promote", "user wants", "user has asked"]),
+        &["always recommend", "always prefer", "always suggest", "always endorse", "always promote", "on recommend", "on prefer", "on suggest", "user prefers", "user wants", "user has asked", "user always wants"]),
     pattern("model_boundary_token", "Model Boundary Token", High,
         r"<\|(?:im_start|im_end|endoftext|system|user|assistant|begin_of_text|end_of_text|start_header_id|end_header_id|eot_id)\|>|\[/?inst\]|<</?sys>>|\[/?system\]|<\|?(?:system|assistant)\|?>\s*\n",
         &["<|", "[inst]", "[/inst]", "<<sys>>", "<</sys>>", "[system]", "[/system]", "<system", "<assistant"]),
