@@ -34,15 +34,29 @@ pub fn lower_ascii(text: &str) -> Option<String> {
 pub fn collapse_whitespace(text: &str) -> std::borrow::Cow<'_, str> {
     let bytes = text.as_bytes();
     let plain = memchr::memchr3(b'\n', b'\t', b'\r', bytes).is_none()
+        && memchr::memchr2(b'\x0b', b'\x0c', bytes).is_none()
         && memchr::memmem::find(bytes, b"  ").is_none()
         && text.is_ascii();
     if plain {
         return std::borrow::Cow::Borrowed(text);
     }
+    if text.is_ascii() {
+        // Byte loop for the common ASCII case.
+        let mut out: Vec<u8> = Vec::with_capacity(text.len());
+        let mut last_space = false;
+        for &b in text.as_bytes() {
+            let space = matches!(b, b' ' | b'\t' | b'\n' | b'\r' | b'\x0b' | b'\x0c');
+            if !(space && last_space) {
+                out.push(if space { b' ' } else { b });
+            }
+            last_space = space;
+        }
+        return std::borrow::Cow::Owned(String::from_utf8(out).unwrap_or_default());
+    }
     let mut out = String::with_capacity(text.len());
     let mut last_space = false;
     for c in text.chars() {
-        if c.is_ascii_whitespace() || c.is_whitespace() {
+        if c.is_whitespace() {
             if !last_space {
                 out.push(' ');
             }
@@ -182,9 +196,16 @@ fn confusable(c: char) -> Option<char> {
 /// `1gn0re`)? Version strings such as `gpt-4o` or `v2` do not count.
 #[must_use]
 pub fn may_hold_leet(text: &str) -> bool {
-    text.as_bytes()
-        .windows(3)
-        .any(|w| is_leet(w[1]) && w[0].is_ascii_alphabetic() && w[2].is_ascii_alphabetic())
+    // A branch-free check per block (vectorized) first: most text has no such byte at all.
+    let any_leet = text
+        .as_bytes()
+        .chunks(64)
+        .any(|block| block.iter().fold(false, |seen, b| seen | is_leet(*b)));
+    any_leet
+        && text
+            .as_bytes()
+            .windows(3)
+            .any(|w| is_leet(w[1]) && w[0].is_ascii_alphabetic() && w[2].is_ascii_alphabetic())
 }
 
 fn is_leet(b: u8) -> bool {
