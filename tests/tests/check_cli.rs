@@ -112,7 +112,7 @@ fn secrets_of_the_environment_are_caught_in_hex() {
 #[test]
 fn usage_errors_exit_2() {
     for args in [
-        vec!["check", "--url", "http://127.0.0.1/"],
+        vec!["check", "--body", "-"],
         vec!["check", "--kind", "url", "--text", "x"],
         vec!["check", "--text", "a", "--file", "b"],
         vec![
@@ -209,4 +209,85 @@ fn responses_are_scanned_for_injection_with_the_response_action() {
     )
     .expect("check");
     assert_eq!(output.status.code(), Some(2), "{}", describe(&output));
+}
+
+#[test]
+fn urls_are_scanned_offline_and_resolved_only_on_request() {
+    // A typical API URL is allowed.
+    let output = run_pipelock(
+        &[
+            "check",
+            "--url",
+            "https://api.openai.com/v1/chat/completions",
+        ],
+        None,
+        TIMEOUT,
+    )
+    .expect("check");
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+
+    // SSRF in hex notation, a key in a query parameter, path traversal: each blocks.
+    for (url, rule) in [
+        ("http://0x7f000001/admin", "url.ssrf"),
+        (
+            "http://[::ffff:169.254.169.254]/latest/meta-data/",
+            "url.ssrf",
+        ),
+        (
+            "https://collector.example/?k=AKIAIOSFODNN7EXAMPLE",
+            "dlp.aws_access_key_id",
+        ),
+        (
+            "https://example.com/files/%2e%2e/%2e%2e/etc/passwd",
+            "url.path_traversal",
+        ),
+        ("https://pastebin.com/raw/x", "url.blocklist"),
+    ] {
+        let output =
+            run_pipelock(&["check", "--json", "--url", url], None, TIMEOUT).expect("check");
+        assert_eq!(
+            output.status.code(),
+            Some(1),
+            "{url}: {}",
+            describe(&output)
+        );
+        let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
+        let rules: Vec<&str> = report["findings"]
+            .as_array()
+            .expect("findings")
+            .iter()
+            .filter_map(|f| f["rule_id"].as_str())
+            .collect();
+        assert!(rules.contains(&rule), "{url}: {rules:?}");
+    }
+
+    // `--resolve` checks the addresses a name resolves to; trusted_domains exempts them.
+    let output = run_pipelock(
+        &["check", "--url", "http://localhost:9/", "--resolve"],
+        None,
+        TIMEOUT,
+    )
+    .expect("check");
+    assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_file(
+        dir.path(),
+        "trusted.yaml",
+        "version: 1\ntrusted_domains: [\"localhost\"]\n",
+    )
+    .expect("config");
+    let output = run_pipelock(
+        &[
+            "check",
+            "--config",
+            config.to_str().expect("utf-8"),
+            "--url",
+            "http://localhost:9/",
+            "--resolve",
+        ],
+        None,
+        TIMEOUT,
+    )
+    .expect("check");
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
 }

@@ -14,6 +14,7 @@ use clap::Args;
 use super::EXIT_OK;
 use crate::config::{self, Dlp};
 use crate::scan::injection::InjectionScanner;
+use crate::scan::url::UrlScanner;
 use crate::scan::TextDlp;
 
 #[derive(Debug, Args)]
@@ -64,6 +65,17 @@ pub fn bench(args: &BenchArgs) -> anyhow::Result<u8> {
         "injection, 10 KiB clean prose (all views)",
         per_op,
         prose.len(),
+    );
+
+    let urls = UrlScanner::new(&config);
+    let api_url = "https://api.openai.com/v1/chat/completions?model=gpt-4o&stream=true";
+    let per_op = measure(budget, || {
+        black_box(urls.scan(black_box(api_url), &dlp));
+    });
+    report(
+        "url, typical API URL (all layers, with DLP)",
+        per_op,
+        api_url.len(),
     );
 
     let bytes = usize::try_from(args.corpus_mib).unwrap_or(64) * 1024 * 1024;

@@ -11,6 +11,7 @@ use super::{EXIT_FAILURE, EXIT_OK};
 use crate::config::{self, Config, ResponseAction};
 use crate::policy::{verdict_for, Enforcement, Verdict};
 use crate::scan::injection::InjectionScanner;
+use crate::scan::url::UrlScanner;
 use crate::scan::{Finding, TextDlp};
 
 /// Which scanners run.
@@ -31,9 +32,13 @@ pub struct CheckArgs {
     /// File to scan like `--text`; `-` reads standard input.
     #[arg(long, group = "input")]
     file: Option<PathBuf>,
-    /// [not yet available] URL to scan through the URL layers.
+    /// URL to scan through the URL layers (no DNS lookup unless `--resolve`).
     #[arg(long, group = "input")]
     url: Option<String>,
+    /// With `--url`: resolve the host and check its addresses for SSRF (honours
+    /// `trusted_domains`).
+    #[arg(long, requires = "url")]
+    resolve: bool,
     /// [not yet available] Request body to scan (`-` for standard input).
     #[arg(long, group = "input")]
     body: Option<PathBuf>,
@@ -56,9 +61,12 @@ pub struct CheckArgs {
 const EXIT_USAGE: u8 = 2;
 
 pub fn check(args: &CheckArgs) -> anyhow::Result<u8> {
-    if args.url.is_some() || args.body.is_some() {
-        eprintln!("error: not yet available: --url and --body scanning arrive with the URL and body scanners");
+    if args.body.is_some() {
+        eprintln!("error: not yet available: --body scanning arrives with the body scanner");
         return Ok(EXIT_USAGE);
+    }
+    if let Some(url) = &args.url {
+        return check_url(args, url);
     }
     if matches!(args.kind, Kind::Url | Kind::Shell) {
         eprintln!(
@@ -82,7 +90,7 @@ pub fn check(args: &CheckArgs) -> anyhow::Result<u8> {
         None => config::default_config(),
     };
     if args.kind == Kind::All {
-        eprintln!("note: URL and shell scanning are not yet available in this build");
+        eprintln!("note: shell scanning is not yet available in this build");
     }
 
     let mut judged: Vec<(Finding, Enforcement)> = Vec::new();
@@ -100,15 +108,62 @@ pub fn check(args: &CheckArgs) -> anyhow::Result<u8> {
         );
         judged.extend(scanner.scan(&text).into_iter().map(|f| (f, enforcement)));
     }
+    report(&config, &judged, args.json)
+}
+
+/// `check --url`: the URL layers (with DLP on every component), and optionally the resolved
+/// addresses.
+fn check_url(args: &CheckArgs, raw: &str) -> anyhow::Result<u8> {
+    if matches!(args.kind, Kind::Injection | Kind::Shell) {
+        eprintln!(
+            "error: --url is scanned with the URL and DLP scanners; use --kind url, dlp or all"
+        );
+        return Ok(EXIT_USAGE);
+    }
+    let config = match &args.config {
+        Some(path) => config::load_file(path)?,
+        None => config::default_config(),
+    };
+    let dlp = TextDlp::new(&config.dlp).context("cannot build the DLP scanner")?;
+    let scanner = UrlScanner::new(&config);
+    let mut findings = scanner.scan(raw, &dlp);
+    if args.kind == Kind::Dlp {
+        findings.retain(|f| f.scanner != crate::scan::ScannerKind::Url);
+    }
+    if args.resolve {
+        if let Some(host) = url::Url::parse(raw)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_string))
+        {
+            let host = host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string();
+            let addresses: Vec<std::net::IpAddr> =
+                std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), 0))
+                    .with_context(|| format!("cannot resolve {host}"))?
+                    .map(|a| a.ip())
+                    .collect();
+            findings.extend(scanner.check_resolved(&host, &addresses));
+        }
+    }
+    let enforcement = enforcement(&config, true);
+    let judged: Vec<(Finding, Enforcement)> =
+        findings.into_iter().map(|f| (f, enforcement)).collect();
+    report(&config, &judged, args.json)
+}
+
+/// Prints the verdict and findings and returns the exit code.
+fn report(config: &Config, judged: &[(Finding, Enforcement)], json: bool) -> anyhow::Result<u8> {
     let verdict = judged
         .iter()
         .map(|(f, e)| verdict_for(f, *e))
         .max()
         .unwrap_or(Verdict::Allow);
-    if args.json {
-        println!("{}", json_report(&config, verdict, &judged));
+    if json {
+        println!("{}", json_report(config, verdict, judged));
     } else {
-        print_human(verdict, &judged);
+        print_human(verdict, judged);
     }
     Ok(if verdict == Verdict::Block {
         EXIT_FAILURE

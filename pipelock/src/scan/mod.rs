@@ -13,6 +13,7 @@ pub mod literals;
 pub mod normalize;
 pub mod runs;
 pub mod text;
+pub mod url;
 
 pub use finding::{Finding, ScannerKind};
 pub use text::TextDlp;
