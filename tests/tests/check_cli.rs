@@ -114,6 +114,13 @@ fn usage_errors_exit_2() {
     for args in [
         vec!["check", "--body", "-"],
         vec!["check", "--kind", "url", "--text", "x"],
+        vec![
+            "check",
+            "--kind",
+            "injection",
+            "--url",
+            "https://example.com/",
+        ],
         vec!["check", "--text", "a", "--file", "b"],
         vec![
             "check",
@@ -285,6 +292,40 @@ fn urls_are_scanned_offline_and_resolved_only_on_request() {
             "http://localhost:9/",
             "--resolve",
         ],
+        None,
+        TIMEOUT,
+    )
+    .expect("check");
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+}
+
+#[test]
+fn obfuscated_shell_commands_are_expanded_and_blocked() {
+    let output = run_pipelock(
+        &[
+            "check",
+            "--kind",
+            "shell",
+            "--json",
+            "--text",
+            "r\"\"m${IFS}-rf${IFS}/",
+        ],
+        None,
+        TIMEOUT,
+    )
+    .expect("check");
+    assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    let rules: Vec<&str> = report["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .filter_map(|f| f["rule_id"].as_str())
+        .collect();
+    assert!(rules.contains(&"shell.destructive_delete"), "{rules:?}");
+    assert!(rules.contains(&"shell.obfuscation"), "{rules:?}");
+    let output = run_pipelock(
+        &["check", "--kind", "shell", "--text", "ls -la ./src"],
         None,
         TIMEOUT,
     )

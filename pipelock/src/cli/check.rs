@@ -11,6 +11,7 @@ use super::{EXIT_FAILURE, EXIT_OK};
 use crate::config::{self, Config, ResponseAction};
 use crate::policy::{verdict_for, Enforcement, Verdict};
 use crate::scan::injection::InjectionScanner;
+use crate::scan::shell::ShellScanner;
 use crate::scan::url::UrlScanner;
 use crate::scan::{Finding, TextDlp};
 
@@ -68,11 +69,8 @@ pub fn check(args: &CheckArgs) -> anyhow::Result<u8> {
     if let Some(url) = &args.url {
         return check_url(args, url);
     }
-    if matches!(args.kind, Kind::Url | Kind::Shell) {
-        eprintln!(
-            "error: not yet available: the {:?} scanner is not in this build",
-            args.kind
-        );
+    if args.kind == Kind::Url {
+        eprintln!("error: --kind url needs --url");
         return Ok(EXIT_USAGE);
     }
     let (text, response_side) = match (&args.text, &args.file, &args.response) {
@@ -89,9 +87,6 @@ pub fn check(args: &CheckArgs) -> anyhow::Result<u8> {
         Some(path) => config::load_file(path)?,
         None => config::default_config(),
     };
-    if args.kind == Kind::All {
-        eprintln!("note: shell scanning is not yet available in this build");
-    }
 
     let mut judged: Vec<(Finding, Enforcement)> = Vec::new();
     if !response_side && matches!(args.kind, Kind::Dlp | Kind::All) {
@@ -107,6 +102,11 @@ pub fn check(args: &CheckArgs) -> anyhow::Result<u8> {
             config.response_scanning.action != ResponseAction::Warn,
         );
         judged.extend(scanner.scan(&text).into_iter().map(|f| (f, enforcement)));
+    }
+    if !response_side && matches!(args.kind, Kind::Shell | Kind::All) {
+        let shell = ShellScanner::new().context("cannot build the shell scanner")?;
+        let enforcement = enforcement(&config, true);
+        judged.extend(shell.scan(&text).into_iter().map(|f| (f, enforcement)));
     }
     report(&config, &judged, args.json)
 }

@@ -19,12 +19,12 @@ use super::{InterceptError, EBPF_OBJECT};
 
 /// The connect-counting programs, loaded and attached to one cgroup.
 pub struct ConnectCounter {
-    // Held for its Drop, which stops the log reader. Fields drop in order: the log reader,
-    // the map, then the programs (which detaches them).
-    _log_pump: LogPump,
-    counts: PerCpuHashMap<MapData, u64, ConnectCount>,
-    // Held for its Drop: unloading the programs detaches them.
+    // Fields drop in declaration order: first the programs (unloading them detaches them, so
+    // no new records are written), then the map, then the log reader, which delivers the
+    // records still in the ring buffer before it stops.
     _ebpf: Ebpf,
+    counts: PerCpuHashMap<MapData, u64, ConnectCount>,
+    _log_pump: LogPump,
     cgroup: PathBuf,
     attach_time: Duration,
 }
@@ -99,9 +99,9 @@ impl ConnectCounter {
             "eBPF connect4/connect6 programs attached"
         );
         Ok(Self {
-            _log_pump: log_pump,
-            counts,
             _ebpf: ebpf,
+            counts,
+            _log_pump: log_pump,
             cgroup: cgroup_dir.to_path_buf(),
             attach_time,
         })
