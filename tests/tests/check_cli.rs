@@ -112,7 +112,7 @@ fn secrets_of_the_environment_are_caught_in_hex() {
 #[test]
 fn usage_errors_exit_2() {
     for args in [
-        vec!["check", "--body", "-"],
+        vec!["check", "--text", "x", "--header", "A: b"],
         vec!["check", "--kind", "url", "--text", "x"],
         vec![
             "check",
@@ -327,6 +327,106 @@ fn obfuscated_shell_commands_are_expanded_and_blocked() {
     let output = run_pipelock(
         &["check", "--kind", "shell", "--text", "ls -la ./src"],
         None,
+        TIMEOUT,
+    )
+    .expect("check");
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+}
+
+#[test]
+fn request_bodies_and_headers_follow_request_body_scanning() {
+    let body = br#"{"messages":[{"role":"user","content":"my key is AKIAIOSFODNN7EXAMPLE"}]}"#;
+    let output = run_pipelock(
+        &["check", "--body", "-", "--content-type", "application/json"],
+        Some(body),
+        TIMEOUT,
+    )
+    .expect("check");
+    assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+
+    // Sure's config: request_body_scanning.action is warn.
+    let sure = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/fixtures/sure-pipelock.example.yaml");
+    let output = run_pipelock(
+        &[
+            "check",
+            "--config",
+            sure.to_str().expect("utf-8"),
+            "--body",
+            "-",
+        ],
+        Some(body),
+        TIMEOUT,
+    )
+    .expect("check");
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    assert!(
+        String::from_utf8_lossy(&output.stdout).starts_with("WARN"),
+        "{}",
+        describe(&output)
+    );
+
+    // Sensitive headers are scanned; others are not in the default `sensitive` mode.
+    let output = run_pipelock(
+        &[
+            "check",
+            "--header",
+            "Authorization: Bearer AKIAIOSFODNN7EXAMPLE",
+        ],
+        None,
+        TIMEOUT,
+    )
+    .expect("check");
+    assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+    let output = run_pipelock(
+        &["check", "--header", "X-Trace: AKIAIOSFODNN7EXAMPLE"],
+        None,
+        TIMEOUT,
+    )
+    .expect("check");
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    let output =
+        run_pipelock(&["check", "--header", "no colon here"], None, TIMEOUT).expect("check");
+    assert_eq!(output.status.code(), Some(2), "{}", describe(&output));
+
+    // A body too large to scan is blocked, unless enforcement is off.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let small = write_file(
+        dir.path(),
+        "small.yaml",
+        "version: 1\nrequest_body_scanning:\n  max_body_bytes: 10\n",
+    )
+    .expect("config");
+    let output = run_pipelock(
+        &[
+            "check",
+            "--config",
+            small.to_str().expect("utf-8"),
+            "--body",
+            "-",
+            "--json",
+        ],
+        Some(b"0123456789abcdef"),
+        TIMEOUT,
+    )
+    .expect("check");
+    assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("body.too_large"));
+    let audit = write_file(
+        dir.path(),
+        "audit.yaml",
+        "version: 1\nmode: audit\nenforce: false\nrequest_body_scanning:\n  max_body_bytes: 10\n",
+    )
+    .expect("config");
+    let output = run_pipelock(
+        &[
+            "check",
+            "--config",
+            audit.to_str().expect("utf-8"),
+            "--body",
+            "-",
+        ],
+        Some(b"0123456789abcdef"),
         TIMEOUT,
     )
     .expect("check");

@@ -40,9 +40,17 @@ pub struct CheckArgs {
     /// `trusted_domains`).
     #[arg(long, requires = "url")]
     resolve: bool,
-    /// [not yet available] Request body to scan (`-` for standard input).
+    /// Outbound request body to scan for secrets (`-` for standard input); judged with
+    /// `request_body_scanning.action`, and blocked when larger than `max_body_bytes`.
     #[arg(long, group = "input")]
     body: Option<PathBuf>,
+    /// With `--body`: its content type (decides nothing yet beyond the report; every body
+    /// is scanned as text with its decodings).
+    #[arg(long, requires = "body")]
+    content_type: Option<String>,
+    /// Outbound request header `Name: value` to scan (repeatable; with or without `--body`).
+    #[arg(long = "header", value_name = "NAME: VALUE")]
+    headers: Vec<String>,
     /// Response to scan for prompt injection (`-` for standard input); judged with
     /// `response_scanning.action`.
     #[arg(long, group = "input")]
@@ -62,9 +70,14 @@ pub struct CheckArgs {
 const EXIT_USAGE: u8 = 2;
 
 pub fn check(args: &CheckArgs) -> anyhow::Result<u8> {
-    if args.body.is_some() {
-        eprintln!("error: not yet available: --body scanning arrives with the body scanner");
+    let other_input =
+        args.text.is_some() || args.file.is_some() || args.url.is_some() || args.response.is_some();
+    if !args.headers.is_empty() && other_input {
+        eprintln!("error: --header goes with --body (or alone), not with --text, --file, --url or --response");
         return Ok(EXIT_USAGE);
+    }
+    if args.body.is_some() || !args.headers.is_empty() {
+        return check_request(args);
     }
     if let Some(url) = &args.url {
         return check_url(args, url);
@@ -153,6 +166,68 @@ fn check_url(args: &CheckArgs, raw: &str) -> anyhow::Result<u8> {
     report(&config, &judged, args.json)
 }
 
+/// `check --body` / `--header`: outbound request DLP, as the proxy applies it to bodies and
+/// headers (`request_body_scanning`).
+fn check_request(args: &CheckArgs) -> anyhow::Result<u8> {
+    let config = match &args.config {
+        Some(path) => config::load_file(path)?,
+        None => config::default_config(),
+    };
+    let section = &config.request_body_scanning;
+    let dlp = TextDlp::new(&config.dlp).context("cannot build the DLP scanner")?;
+    let enforcement = enforcement(&config, section.action == config::BlockOrWarn::Block);
+    let mut judged: Vec<(Finding, Enforcement)> = Vec::new();
+    for header in &args.headers {
+        let Some((name, value)) = header.split_once(':') else {
+            eprintln!("error: --header {header:?} is not `Name: value`");
+            return Ok(EXIT_USAGE);
+        };
+        let name = name.trim();
+        let scanned = section.scan_headers
+            && !section
+                .ignore_headers
+                .iter()
+                .any(|h| h.eq_ignore_ascii_case(name))
+            && (section.header_mode == config::HeaderMode::All
+                || section
+                    .sensitive_headers
+                    .iter()
+                    .any(|h| h.eq_ignore_ascii_case(name)));
+        if scanned {
+            judged.extend(dlp.scan(value.trim()).into_iter().map(|f| (f, enforcement)));
+        }
+    }
+    if let Some(path) = &args.body {
+        let body = read_input_bytes(path)?;
+        let limit = usize::try_from(section.max_body_bytes).unwrap_or(usize::MAX);
+        if body.len() > limit {
+            // Too large to scan: fail closed (audit mode and enforce: false only warn).
+            let finding = Finding {
+                rule_id: "body.too_large".to_string(),
+                rule_name: format!(
+                    "Body of {} bytes exceeds max_body_bytes ({limit})",
+                    body.len()
+                ),
+                scanner: crate::scan::ScannerKind::Dlp,
+                severity: config::Severity::Critical,
+                span: 0..body.len(),
+                view: "raw",
+                preview: String::new(),
+            };
+            judged.push((finding, self::enforcement(&config, true)));
+        } else if section.enabled {
+            let text = String::from_utf8_lossy(&body);
+            judged.extend(dlp.scan(&text).into_iter().map(|f| (f, enforcement)));
+        }
+        if let Some(content_type) = &args.content_type {
+            eprintln!(
+                "note: body scanned as text with its decodings (content type {content_type})"
+            );
+        }
+    }
+    report(&config, &judged, args.json)
+}
+
 /// Prints the verdict and findings and returns the exit code.
 fn report(config: &Config, judged: &[(Finding, Enforcement)], json: bool) -> anyhow::Result<u8> {
     let verdict = judged
@@ -170,6 +245,17 @@ fn report(config: &Config, judged: &[(Finding, Enforcement)], json: bool) -> any
     } else {
         EXIT_OK
     })
+}
+
+fn read_input_bytes(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+    if path.as_os_str() == "-" {
+        let mut bytes = Vec::new();
+        std::io::stdin()
+            .read_to_end(&mut bytes)
+            .context("cannot read standard input")?;
+        return Ok(bytes);
+    }
+    std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
 }
 
 fn read_input(path: &std::path::Path) -> anyhow::Result<String> {

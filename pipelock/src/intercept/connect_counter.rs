@@ -43,9 +43,10 @@ impl ConnectCounter {
     /// to `logger`.
     ///
     /// # Errors
-    /// Fails when `cgroup_dir` is not a cgroup v2 directory, when the process may not load BPF
-    /// programs (it needs root or CAP_BPF + CAP_NET_ADMIN), or when the verifier rejects a
-    /// program (the message carries the verifier log).
+    /// Fails when `cgroup_dir` is not a cgroup v2 directory
+    /// ([`InterceptError::NotCgroup2`]), when the process may not load BPF programs (it needs
+    /// root, or CAP_BPF + CAP_NET_ADMIN + CAP_PERFMON: [`InterceptError::NotPermitted`]), or when
+    /// the verifier rejects a program ([`InterceptError::Verifier`], with the verifier log).
     pub fn attach_with_logger<L: log::Log + Send + 'static>(
         cgroup_dir: &Path,
         logger: L,
@@ -60,7 +61,7 @@ impl ConnectCounter {
 
         let mut ebpf = EbpfLoader::new()
             .load(EBPF_OBJECT)
-            .map_err(InterceptError::Load)?;
+            .map_err(|e| InterceptError::load(&e))?;
         // The log reader must exist before the programs load: it holds the log map open.
         let log_pump = LogPump::start(&mut ebpf, logger)?;
 
@@ -69,29 +70,20 @@ impl ConnectCounter {
                 .program_mut(name)
                 .ok_or(InterceptError::MissingProgram(name))?
                 .try_into()
-                .map_err(|source| InterceptError::Program {
-                    program: name,
-                    source,
-                })?;
-            program.load().map_err(|source| InterceptError::Program {
-                program: name,
-                source,
-            })?;
+                .map_err(|e| InterceptError::program(name, e))?;
+            program
+                .load()
+                .map_err(|e| InterceptError::program(name, e))?;
             program
                 .attach(&cgroup, CgroupAttachMode::Single)
-                .map_err(|source| InterceptError::Program {
-                    program: name,
-                    source,
-                })?;
+                .map_err(|e| InterceptError::program(name, e))?;
         }
 
         let map = ebpf
             .take_map(CONNECT_COUNTS_MAP)
             .ok_or(InterceptError::MissingMap(CONNECT_COUNTS_MAP))?;
-        let counts = PerCpuHashMap::try_from(map).map_err(|source| InterceptError::Map {
-            map: CONNECT_COUNTS_MAP,
-            source,
-        })?;
+        let counts = PerCpuHashMap::try_from(map)
+            .map_err(|e| InterceptError::map(CONNECT_COUNTS_MAP, &e))?;
         let attach_time = started.elapsed();
         tracing::info!(
             cgroup = %cgroup_dir.display(),
@@ -123,10 +115,7 @@ impl ConnectCounter {
                     }))
             }
             Err(aya::maps::MapError::KeyNotFound) => Ok(ConnectCount::default()),
-            Err(source) => Err(InterceptError::Map {
-                map: CONNECT_COUNTS_MAP,
-                source,
-            }),
+            Err(error) => Err(InterceptError::map(CONNECT_COUNTS_MAP, &error)),
         }
     }
 
