@@ -5,7 +5,8 @@
 //! - `bpf-linker` on the PATH (or in `~/.cargo/bin`): BPF objects are linked from LLVM bitcode.
 //! - A compiler that can build `core` for the BPF target, because no prebuilt `core` exists for
 //!   it. Two routes, tried in order:
-//!   1. Debian's `rustc-web` (`/usr/bin/rustc`, 1.96) with `rust-web-src` (its `core` sources at
+//!   1. Debian's `rustc-web` (`/usr/bin/rustc`, 1.96; at least the workspace's `rust-version`)
+//!      with `rust-web-src` (its `core` sources, of the same version, at
 //!      `/usr/lib/rustlib/src/rust`), driven by Debian's `/usr/bin/cargo` with
 //!      `RUSTC_BOOTSTRAP=1` and `-Z build-std=core`;
 //!   2. a rustup `nightly` toolchain with the `rust-src` component.
@@ -225,17 +226,15 @@ enum Toolchain {
 
 impl Toolchain {
     fn detect() -> Result<Self, String> {
-        if Path::new(DEBIAN_RUSTC).is_file()
-            && Path::new(DEBIAN_CARGO).is_file()
-            && Path::new(DEBIAN_CORE_SRC).is_dir()
-        {
-            return Ok(Self::Debian);
-        }
+        let why_not_debian = match debian_toolchain() {
+            Ok(()) => return Ok(Self::Debian),
+            Err(why) => why,
+        };
         if rustup_nightly::has_rust_src() {
             return Ok(Self::RustupNightly);
         }
         Err(format!(
-            "no toolchain can build `core` for {BPF_TARGET}: neither Debian's rustc-web with rust-web-src ({DEBIAN_RUSTC}, {DEBIAN_CORE_SRC}) nor a rustup nightly with rust-src is installed;\n{INSTALL_HELP}"
+            "no toolchain can build `core` for {BPF_TARGET}: Debian's rustc-web route is unusable ({why_not_debian}) and no rustup nightly with rust-src is installed;\n{INSTALL_HELP}"
         ))
     }
 
@@ -279,6 +278,69 @@ impl Toolchain {
             Self::RustupNightly => "the rustup nightly toolchain",
         }
     }
+}
+
+/// Checks the Debian route: `/usr/bin/cargo`, a `/usr/bin/rustc` at least as new as the
+/// workspace's `rust-version`, and `core` sources of the same version where `-Z build-std`
+/// looks for them (sysroot `/usr`). Returns why not, for the error message.
+fn debian_toolchain() -> Result<(), String> {
+    for file in [DEBIAN_RUSTC, DEBIAN_CARGO] {
+        if !Path::new(file).is_file() {
+            return Err(format!("{file} is missing"));
+        }
+    }
+    if !Path::new(DEBIAN_CORE_SRC).is_dir() {
+        return Err(format!("{DEBIAN_CORE_SRC} is missing"));
+    }
+    let output = Command::new(DEBIAN_RUSTC)
+        .arg("--version")
+        .output()
+        .map_err(|e| format!("cannot run {DEBIAN_RUSTC} --version: {e}"))?;
+    // "rustc 1.96.0 (ac68faa20 2026-05-25) (built from a source tarball)"
+    let reported = String::from_utf8_lossy(&output.stdout).to_string();
+    let version = reported
+        .split_whitespace()
+        .nth(1)
+        .and_then(parse_version)
+        .ok_or_else(|| format!("{DEBIAN_RUSTC} --version printed {reported:?}"))?;
+    let minimum = env::var("CARGO_PKG_RUST_VERSION")
+        .ok()
+        .as_deref()
+        .and_then(parse_version)
+        .unwrap_or((0, 0));
+    if (version.0, version.1) < minimum {
+        return Err(format!(
+            "{DEBIAN_RUSTC} is {}.{}, older than the workspace's rust-version {}.{}",
+            version.0, version.1, minimum.0, minimum.1
+        ));
+    }
+    // rust-web-src installs /usr/src/rustc-<version>, linked from /usr/lib/rustlib/src/rust.
+    let sources = fs::canonicalize(DEBIAN_CORE_SRC).unwrap_or_default();
+    let sources_version = sources
+        .ancestors()
+        .filter_map(|dir| dir.file_name()?.to_str()?.strip_prefix("rustc-"))
+        .find_map(parse_version);
+    if let Some(sources_version) = sources_version {
+        if (sources_version.0, sources_version.1) != (version.0, version.1) {
+            return Err(format!(
+                "the core sources at {} are for rustc {}.{}, but {DEBIAN_RUSTC} is {}.{}",
+                sources.display(),
+                sources_version.0,
+                sources_version.1,
+                version.0,
+                version.1
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Reads "1.96.0" (or "1.96") into (1, 96).
+fn parse_version(text: &str) -> Option<(u32, u32)> {
+    let mut parts = text.split(['.', '-']);
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next()?.parse().ok()?;
+    Some((major, minor))
 }
 
 /// Fails unless `path` is a little-endian 64-bit ELF object for the BPF machine.

@@ -13,7 +13,10 @@ use aya_ebpf::macros::{cgroup_sock_addr, map};
 use aya_ebpf::maps::PerCpuHashMap;
 use aya_ebpf::programs::SockAddrContext;
 use aya_log_ebpf::info;
-use pipelock_common::{ConnectCount, CONNECT_COUNTS_MAX_ENTRIES};
+use pipelock_common::{
+    ConnectCount, CONNECT4_PROGRAM, CONNECT6_PROGRAM, CONNECT_COUNTS_MAP,
+    CONNECT_COUNTS_MAX_ENTRIES,
+};
 
 /// Allow the connect (cgroup/connect* programs return 1 to allow, 0 to deny).
 const ALLOW: i32 = 1;
@@ -22,12 +25,35 @@ const ALLOW: i32 = 1;
 static CONNECT_COUNTS: PerCpuHashMap<u64, ConnectCount> =
     PerCpuHashMap::with_max_entries(CONNECT_COUNTS_MAX_ENTRIES, 0);
 
+// The macros below need literal names (the map's `name`, the programs' function names); these
+// checks keep those literals equal to the contract in pipelock-common, which user space uses.
+const _: () = assert!(same_name(CONNECT_COUNTS_MAP, "CONNECT_COUNTS"));
+const _: () = assert!(same_name(CONNECT4_PROGRAM, "pipelock_connect4"));
+const _: () = assert!(same_name(CONNECT6_PROGRAM, "pipelock_connect6"));
+
+const fn same_name(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
 #[derive(Clone, Copy)]
 enum Family {
     V4,
     V6,
 }
 
+// Not named `connect4`: a function named like its ELF section makes bpf-linker fail
+// ("symbol already defined").
 #[cgroup_sock_addr(connect4)]
 pub fn pipelock_connect4(ctx: SockAddrContext) -> i32 {
     let cgroup = count(Family::V4);
