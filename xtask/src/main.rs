@@ -55,7 +55,12 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("xtask: error: {error:#}");
-            ExitCode::FAILURE
+            // A failed command's own exit code (cargo test's 101, pipelock's 2, …) is ours.
+            error
+                .downcast_ref::<tasks::CommandFailed>()
+                .map_or(ExitCode::FAILURE, |failed| {
+                    ExitCode::from(failed.exit_code())
+                })
         }
     }
 }

@@ -20,7 +20,9 @@ const RUST_PACKAGES: &[&str] = &["rustc-web", "cargo-web", "rust-web-src"];
 /// Packages needed in every case.
 const OTHER_PACKAGES: &[&str] = &["llvm-22-dev", "bpftool", "curl", "python3"];
 
+/// The bpf-linker release to install; any 0.13.x already installed is accepted.
 const BPF_LINKER_VERSION: &str = "0.13.0";
+const BPF_LINKER_SERIES: &str = "0.13.";
 
 pub fn install() -> Result<()> {
     let mut wanted: Vec<&str> = OTHER_PACKAGES.to_vec();
@@ -28,7 +30,8 @@ pub fn install() -> Result<()> {
         wanted.extend(RUST_PACKAGES);
     }
     let missing: Vec<&str> = wanted
-        .into_iter()
+        .iter()
+        .copied()
         .filter(|package| !package_installed(package))
         .collect();
     if !missing.is_empty() {
@@ -49,7 +52,12 @@ pub fn install() -> Result<()> {
         )?;
     }
 
-    if !bpf_linker_is_current() {
+    if missing.is_empty() {
+        eprintln!("xtask: Debian packages present: {}", wanted.join(" "));
+    }
+    if bpf_linker_is_current() {
+        eprintln!("xtask: bpf-linker {BPF_LINKER_SERIES}x present");
+    } else {
         run_checked(
             Command::new("cargo")
                 .args(["install", "bpf-linker", "--version", BPF_LINKER_VERSION])
@@ -71,13 +79,17 @@ fn package_installed(package: &str) -> bool {
         })
 }
 
+/// True when `bpf-linker --version` prints "bpf-linker 0.13.x".
 fn bpf_linker_is_current() -> bool {
     Command::new("bpf-linker")
         .arg("--version")
         .output()
         .is_ok_and(|out| {
             out.status.success()
-                && String::from_utf8_lossy(&out.stdout).contains(&format!(" {BPF_LINKER_VERSION}"))
+                && String::from_utf8_lossy(&out.stdout)
+                    .split_whitespace()
+                    .nth(1)
+                    .is_some_and(|version| version.starts_with(BPF_LINKER_SERIES))
         })
 }
 

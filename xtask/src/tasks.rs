@@ -1,10 +1,44 @@
 //! Build, run and test tasks: thin wrappers over cargo that print each command first.
 
+use std::fmt;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 
 use anyhow::{bail, Context, Result};
+
+/// A command that ran and did not exit 0; `main` exits with the same code.
+#[derive(Debug)]
+pub struct CommandFailed {
+    command: String,
+    status: ExitStatus,
+}
+
+impl CommandFailed {
+    fn new(command: &Command, status: ExitStatus) -> Self {
+        Self {
+            command: format!("{command:?}"),
+            status,
+        }
+    }
+
+    /// The exit code to leave with: the command's own, or 1 when a signal killed it.
+    pub fn exit_code(&self) -> u8 {
+        self.status
+            .code()
+            .and_then(|code| u8::try_from(code).ok())
+            .filter(|&code| code != 0)
+            .unwrap_or(1)
+    }
+}
+
+impl fmt::Display for CommandFailed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} failed with {}", self.command, self.status)
+    }
+}
+
+impl std::error::Error for CommandFailed {}
 
 /// Runs `command`, printing it first; fails unless it exits 0.
 pub fn run_checked(command: &mut Command) -> Result<()> {
@@ -13,7 +47,7 @@ pub fn run_checked(command: &mut Command) -> Result<()> {
         .status()
         .with_context(|| format!("cannot start {command:?}"))?;
     if !status.success() {
-        bail!("{command:?} failed with {status}");
+        return Err(CommandFailed::new(command, status).into());
     }
     Ok(())
 }
@@ -31,9 +65,31 @@ fn cargo() -> Command {
     command
 }
 
-fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map_or_else(|| workspace_root().join("target"), PathBuf::from)
+/// Cargo's target directory, as cargo itself resolves it (CARGO_TARGET_DIR, `build.target-dir`
+/// in a config file, or `<workspace>/target`); always absolute.
+fn target_dir() -> Result<PathBuf> {
+    let mut command = cargo();
+    command.args([
+        "metadata",
+        "--format-version",
+        "1",
+        "--no-deps",
+        "--offline",
+    ]);
+    let output = command
+        .stderr(Stdio::inherit())
+        .output()
+        .with_context(|| format!("cannot start {command:?}"))?;
+    if !output.status.success() {
+        return Err(CommandFailed::new(&command, output.status).into());
+    }
+    let metadata: serde_json::Value =
+        serde_json::from_slice(&output.stdout).context("cannot parse `cargo metadata`")?;
+    let dir = metadata
+        .get("target_directory")
+        .and_then(serde_json::Value::as_str)
+        .context("`cargo metadata` reports no target_directory")?;
+    Ok(PathBuf::from(dir))
 }
 
 pub fn build(release: bool) -> Result<()> {
@@ -47,7 +103,7 @@ pub fn build(release: bool) -> Result<()> {
 
 pub fn run(args: &[String]) -> Result<()> {
     build(true)?;
-    let binary = target_dir().join("release").join("pipelock");
+    let binary = target_dir()?.join("release").join("pipelock");
     let mut command = Command::new(&binary);
     command.arg("run").args(args);
     eprintln!("xtask: running {command:?}");
@@ -58,7 +114,7 @@ pub fn run(args: &[String]) -> Result<()> {
 
 pub fn test(args: &[String]) -> Result<()> {
     build(false)?;
-    let binary = target_dir().join("debug").join("pipelock");
+    let binary = target_dir()?.join("debug").join("pipelock");
     let mut command = cargo();
     command
         // The eBPF crate only builds for the BPF target (pipelock/build.rs builds it).
@@ -86,7 +142,7 @@ pub fn test(args: &[String]) -> Result<()> {
     let status = child.wait().context("cannot wait for cargo test")?;
     println!("all tests: {} passed, {} failed", totals.0, totals.1);
     if !status.success() {
-        bail!("cargo test failed with {status}");
+        return Err(CommandFailed::new(&command, status).into());
     }
     if totals.0 == 0 {
         bail!("cargo test ran no test");
