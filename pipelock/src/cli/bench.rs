@@ -37,7 +37,8 @@ pub fn bench(args: &BenchArgs) -> anyhow::Result<u8> {
         },
         None,
     )
-    .context("cannot build the DLP scanner")?;
+    .context("cannot build the DLP scanner")?
+    .with_seed_phrases(&config.seed_phrase_detection);
     let budget = Duration::from_secs_f64(args.seconds.clamp(0.1, 60.0));
 
     let prose = prose(10 * 1024);
@@ -55,6 +56,11 @@ pub fn bench(args: &BenchArgs) -> anyhow::Result<u8> {
         black_box(crate::scan::decode::decoded_views(black_box(&prose)));
     });
     report("  of which: building decoded views", per_op, prose.len());
+    let seeds = crate::scan::seed_phrase::SeedPhrases::new(&config.seed_phrase_detection);
+    let per_op = measure(budget, || {
+        black_box(seeds.scan(black_box(&prose), "raw"));
+    });
+    report("  of which: BIP-39 seed phrases", per_op, prose.len());
 
     let injection = InjectionScanner::new(&config.response_scanning)
         .context("cannot build the injection scanner")?;

@@ -103,7 +103,9 @@ pub fn check(args: &CheckArgs) -> anyhow::Result<u8> {
 
     let mut judged: Vec<(Finding, Enforcement)> = Vec::new();
     if !response_side && matches!(args.kind, Kind::Dlp | Kind::All) {
-        let dlp = TextDlp::new(&config.dlp).context("cannot build the DLP scanner")?;
+        let dlp = TextDlp::new(&config.dlp)
+            .context("cannot build the DLP scanner")?
+            .with_seed_phrases(&config.seed_phrase_detection);
         let enforcement = enforcement(&config, true);
         judged.extend(dlp.scan(&text).into_iter().map(|f| (f, enforcement)));
     }
@@ -137,7 +139,9 @@ fn check_url(args: &CheckArgs, raw: &str) -> anyhow::Result<u8> {
         Some(path) => config::load_file(path)?,
         None => config::default_config(),
     };
-    let dlp = TextDlp::new(&config.dlp).context("cannot build the DLP scanner")?;
+    let dlp = TextDlp::new(&config.dlp)
+        .context("cannot build the DLP scanner")?
+        .with_seed_phrases(&config.seed_phrase_detection);
     let scanner = UrlScanner::new(&config);
     let mut findings = scanner.scan(raw, &dlp);
     if args.kind == Kind::Dlp {
@@ -174,7 +178,9 @@ fn check_request(args: &CheckArgs) -> anyhow::Result<u8> {
         None => config::default_config(),
     };
     let section = &config.request_body_scanning;
-    let dlp = TextDlp::new(&config.dlp).context("cannot build the DLP scanner")?;
+    let dlp = TextDlp::new(&config.dlp)
+        .context("cannot build the DLP scanner")?
+        .with_seed_phrases(&config.seed_phrase_detection);
     let enforcement = enforcement(&config, section.action == config::BlockOrWarn::Block);
     let mut judged: Vec<(Finding, Enforcement)> = Vec::new();
     for header in &args.headers {

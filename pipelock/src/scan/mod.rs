@@ -12,6 +12,7 @@ pub mod injection;
 pub mod literals;
 pub mod normalize;
 pub mod runs;
+pub mod seed_phrase;
 pub mod shell;
 pub mod text;
 pub mod url;

@@ -5,13 +5,15 @@ use super::decode::{decoded_views_with, has_long_run};
 use super::dlp::{DlpBuildError, DlpScanner};
 use super::env_secrets::EnvSecrets;
 use super::finding::Finding;
-use crate::config::Dlp;
+use super::seed_phrase::SeedPhrases;
+use crate::config::{Dlp, SeedPhraseDetection};
 
 /// DLP over text and its decodings, built once per config.
 #[derive(Debug)]
 pub struct TextDlp {
     rules: DlpScanner,
     env: Option<EnvSecrets>,
+    seeds: Option<SeedPhrases>,
 }
 
 impl TextDlp {
@@ -36,7 +38,15 @@ impl TextDlp {
         Ok(Self {
             rules: DlpScanner::new(config)?,
             env,
+            seeds: None,
         })
+    }
+
+    /// Adds BIP-39 seed phrase detection when `config.enabled`.
+    #[must_use]
+    pub fn with_seed_phrases(mut self, config: &SeedPhraseDetection) -> Self {
+        self.seeds = config.enabled.then(|| SeedPhrases::new(config));
+        self
     }
 
     /// Every DLP finding in `text` and its decoded views.
@@ -47,6 +57,9 @@ impl TextDlp {
         let mut findings = self.rules.scan_with(text, "raw", long_run);
         if let Some(env) = &self.env {
             findings.extend(env.scan(text, "raw"));
+        }
+        if let Some(seeds) = &self.seeds {
+            findings.extend(seeds.scan(text, "raw"));
         }
         for view in decoded_views_with(text, long_run) {
             for finding in self.scan_view(&view.text, view.name) {
@@ -65,6 +78,9 @@ impl TextDlp {
         let mut findings = self.rules.scan(text, view);
         if let Some(env) = &self.env {
             findings.extend(env.scan(text, view));
+        }
+        if let Some(seeds) = &self.seeds {
+            findings.extend(seeds.scan(text, view));
         }
         findings
     }
@@ -128,6 +144,29 @@ mod tests {
                 .any(|f| f.rule_id == "dlp.env_secret.app_secret"),
             "{found:?}"
         );
+    }
+
+    #[test]
+    fn seed_phrases_raw_and_base64() {
+        let s = scanner().with_seed_phrases(&SeedPhraseDetection::default());
+        let phrase = "abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon about";
+        assert!(s
+            .scan(phrase)
+            .iter()
+            .any(|f| f.rule_id == "dlp.bip39_seed_phrase"));
+        let encoded = "YWJhbmRvbiBhYmFuZG9uIGFiYW5kb24gYWJhbmRvbiBhYmFuZG9uIGFiYW5kb24gYWJhbmRvbiBhYmFuZG9uIGFiYW5kb24gYWJhbmRvbiBhYmFuZG9uIGFib3V0";
+        let found = s.scan(encoded);
+        assert!(
+            found
+                .iter()
+                .any(|f| f.rule_id == "dlp.bip39_seed_phrase" && f.view == "base64"),
+            "{found:?}"
+        );
+        let off = scanner().with_seed_phrases(&SeedPhraseDetection {
+            enabled: false,
+            ..SeedPhraseDetection::default()
+        });
+        assert!(off.scan(phrase).is_empty());
     }
 
     #[test]
