@@ -27,6 +27,18 @@ fn preset(name: &str, dir: &std::path::Path) -> String {
     path.to_string_lossy().into_owned()
 }
 
+/// The rule ids of a `check --json` report.
+fn rule_ids(output: &std::process::Output) -> Vec<String> {
+    let report: serde_json::Value =
+        serde_json::from_slice(&output.stdout).expect("one JSON object");
+    report["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .filter_map(|f| f["rule_id"].as_str().map(str::to_string))
+        .collect()
+}
+
 #[test]
 fn critical_secret_blocks_in_balanced_mode() {
     let output = check(&["--text", &format!("here is my key {AWS_KEY}")], None);
@@ -154,20 +166,14 @@ fn responses_are_scanned_for_injection_with_the_response_action() {
     )
     .expect("check");
     assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
-    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
-    let rules: Vec<&str> = report["findings"]
-        .as_array()
-        .expect("findings")
-        .iter()
-        .filter_map(|f| f["rule_id"].as_str())
-        .collect();
+    let rules = rule_ids(&output);
     for expected in [
         "injection.instruction_override",
         "injection.credential_solicitation",
         "injection.hidden_instruction",
     ] {
         assert!(
-            rules.contains(&expected),
+            rules.iter().any(|r| r == expected),
             "{expected} missing from {rules:?}"
         );
     }
@@ -258,14 +264,8 @@ fn urls_are_scanned_offline_and_resolved_only_on_request() {
             "{url}: {}",
             describe(&output)
         );
-        let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
-        let rules: Vec<&str> = report["findings"]
-            .as_array()
-            .expect("findings")
-            .iter()
-            .filter_map(|f| f["rule_id"].as_str())
-            .collect();
-        assert!(rules.contains(&rule), "{url}: {rules:?}");
+        let rules = rule_ids(&output);
+        assert!(rules.iter().any(|r| r == rule), "{url}: {rules:?}");
     }
 
     // `--resolve` checks the addresses a name resolves to; trusted_domains exempts them.
@@ -315,15 +315,12 @@ fn obfuscated_shell_commands_are_expanded_and_blocked() {
     )
     .expect("check");
     assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
-    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
-    let rules: Vec<&str> = report["findings"]
-        .as_array()
-        .expect("findings")
-        .iter()
-        .filter_map(|f| f["rule_id"].as_str())
-        .collect();
-    assert!(rules.contains(&"shell.destructive_delete"), "{rules:?}");
-    assert!(rules.contains(&"shell.obfuscation"), "{rules:?}");
+    let rules = rule_ids(&output);
+    assert!(
+        rules.iter().any(|r| r == "shell.destructive_delete"),
+        "{rules:?}"
+    );
+    assert!(rules.iter().any(|r| r == "shell.obfuscation"), "{rules:?}");
     let output = run_pipelock(
         &["check", "--kind", "shell", "--text", "ls -la ./src"],
         None,

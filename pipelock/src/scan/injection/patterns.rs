@@ -43,14 +43,9 @@ const fn line_pattern(
     regex: &'static str,
     keywords: &'static [&'static str],
 ) -> BuiltinPattern {
-    BuiltinPattern {
-        id,
-        name,
-        severity,
-        regex,
-        keywords,
-        lines: true,
-    }
+    let mut p = pattern(id, name, severity, regex, keywords);
+    p.lines = true;
+    p
 }
 
 /// Every built-in pattern.
