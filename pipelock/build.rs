@@ -76,6 +76,11 @@ const SCRUBBED_ENV: &[&str] = &[
     "NUM_JOBS",
     "CLIPPY_ARGS",
     "CLIPPY_CONF_DIR",
+    "RUSTC_LINKER",
+    // The outer jobserver's pipe: the nested cargo runs its own.
+    "CARGO_MAKEFLAGS",
+    "MAKEFLAGS",
+    "MFLAGS",
 ];
 
 fn main() {

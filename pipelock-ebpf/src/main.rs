@@ -4,8 +4,12 @@
 //! cgroup they are attached to (and its descendants). Today they count connects per cgroup and
 //! log each one; they always allow the connect. The redirect to Pipelock's transparent listener
 //! builds on these hooks.
-#![no_std]
-#![no_main]
+//!
+//! The crate is built for `bpfel-unknown-none` (by `pipelock/build.rs`). It also compiles for
+//! the host as an empty program, only so that `cargo clippy -p pipelock-ebpf` can lint it with
+//! the stable toolchain.
+#![cfg_attr(target_arch = "bpf", no_std)]
+#![cfg_attr(target_arch = "bpf", no_main)]
 
 use aya_ebpf::bindings::BPF_NOEXIST;
 use aya_ebpf::helpers::bpf_get_current_cgroup_id;
@@ -106,10 +110,10 @@ fn port_from_user_port(user_port: u32) -> u16 {
 fn count(family: Family) -> u64 {
     // SAFETY: a helper with no arguments, available to cgroup programs.
     let cgroup = unsafe { bpf_get_current_cgroup_id() };
-    if CONNECT_COUNTS.get_ptr_mut(&cgroup).is_none() {
-        let _ = CONNECT_COUNTS.insert(&cgroup, &ConnectCount::default(), u64::from(BPF_NOEXIST));
+    if CONNECT_COUNTS.get_ptr_mut(cgroup).is_none() {
+        let _ = CONNECT_COUNTS.insert(cgroup, ConnectCount::default(), u64::from(BPF_NOEXIST));
     }
-    if let Some(entry) = CONNECT_COUNTS.get_ptr_mut(&cgroup) {
+    if let Some(entry) = CONNECT_COUNTS.get_ptr_mut(cgroup) {
         // SAFETY: the pointer comes from the map, points at this CPU's slot, and stays valid
         // for this program run; the program cannot be preempted by itself on this CPU.
         unsafe {
@@ -122,8 +126,11 @@ fn count(family: Family) -> u64 {
     cgroup
 }
 
-#[cfg(not(test))]
+#[cfg(target_arch = "bpf")]
 #[panic_handler]
 fn panic(_info: &core::panic::PanicInfo) -> ! {
     loop {}
 }
+
+#[cfg(not(target_arch = "bpf"))]
+fn main() {}
