@@ -65,10 +65,11 @@ impl SeedPhrases {
     #[must_use]
     pub fn scan(&self, text: &str, view: &'static str) -> Vec<Finding> {
         let mut findings = Vec::new();
-        // Words of 3 to 8 letters in a row (every list word is one). Only a stretch of at
-        // least `min_words` of them is looked up in the list: most text has none.
-        let mut stretch: Vec<(usize, usize)> = Vec::new();
+        // First pass, allocation-free: find stretches of at least `min_words` words of 3 to 8
+        // letters (every list word is one). Most text has none; only stretches are tokenized
+        // again and looked up in the list.
         let bytes = text.as_bytes();
+        let (mut count, mut stretch_start, mut stretch_end) = (0usize, 0usize, 0usize);
         let mut i = 0;
         while i < bytes.len() {
             if !bytes[i].is_ascii_alphabetic() {
@@ -80,13 +81,21 @@ impl SeedPhrases {
                 i += 1;
             }
             if (3..=8).contains(&(i - start)) {
-                stretch.push((start, i));
+                if count == 0 {
+                    stretch_start = start;
+                }
+                count += 1;
+                stretch_end = i;
             } else {
-                self.check_stretch(text, &stretch, view, &mut findings);
-                stretch.clear();
+                if count >= self.min_words {
+                    self.check_stretch(text, stretch_start..stretch_end, view, &mut findings);
+                }
+                count = 0;
             }
         }
-        self.check_stretch(text, &stretch, view, &mut findings);
+        if count >= self.min_words {
+            self.check_stretch(text, stretch_start..stretch_end, view, &mut findings);
+        }
         findings
     }
 
@@ -94,17 +103,28 @@ impl SeedPhrases {
     fn check_stretch(
         &self,
         text: &str,
-        stretch: &[(usize, usize)],
+        stretch: std::ops::Range<usize>,
         view: &'static str,
         findings: &mut Vec<Finding>,
     ) {
-        if stretch.len() < self.min_words {
-            return;
-        }
+        let bytes = text.as_bytes();
         let mut run: Vec<Word> = Vec::new();
-        for &(start, end) in stretch {
-            match self.lookup(&text[start..end]) {
-                Some(index) => run.push(Word { index, start, end }),
+        let mut i = stretch.start;
+        while i < stretch.end {
+            if !bytes[i].is_ascii_alphabetic() {
+                i += 1;
+                continue;
+            }
+            let start = i;
+            while i < stretch.end && bytes[i].is_ascii_alphabetic() {
+                i += 1;
+            }
+            match self.lookup(&text[start..i]) {
+                Some(index) => run.push(Word {
+                    index,
+                    start,
+                    end: i,
+                }),
                 None => {
                     self.check_run(text, &run, view, findings);
                     run.clear();
