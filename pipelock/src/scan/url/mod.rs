@@ -92,12 +92,21 @@ fn finding(id: &str, name: &str, severity: Severity, matched: &str) -> Finding {
 /// Whether `host` matches `pattern` (`*.x.com` also matches `x.com`), ignoring case.
 #[must_use]
 pub fn matches_domain(pattern: &str, host: &str) -> bool {
-    let host = host.trim_end_matches('.').to_ascii_lowercase();
-    let pattern = pattern.trim_end_matches('.').to_ascii_lowercase();
+    let host = host.trim_end_matches('.');
+    let pattern = pattern.trim_end_matches('.');
     match pattern.strip_prefix("*.") {
-        Some(apex) => host == apex || host.ends_with(&format!(".{apex}")),
-        None => host == pattern,
+        Some(apex) => is_domain_or_subdomain(host, apex),
+        None => host.eq_ignore_ascii_case(pattern),
     }
+}
+
+/// `host` is `apex` or ends with `.apex`, ignoring ASCII case (no allocation).
+fn is_domain_or_subdomain(host: &str, apex: &str) -> bool {
+    let (host, apex) = (host.as_bytes(), apex.as_bytes());
+    host.eq_ignore_ascii_case(apex)
+        || (host.len() > apex.len()
+            && host[host.len() - apex.len() - 1] == b'.'
+            && host[host.len() - apex.len()..].eq_ignore_ascii_case(apex))
 }
 
 impl UrlScanner {
@@ -189,11 +198,14 @@ impl UrlScanner {
                 // A secret split across labels (`AKIAIOSF.ODNN7EXAMPLE.evil.com`), read from the
                 // URL as sent: the parsed host is lowercased, which would hide case-sensitive keys.
                 // Only the subdomain labels: the registrable domain would run into the secret.
+                // With one subdomain label there is nothing to join: the URL scan saw it whole.
                 let labels: Vec<&str> = raw_host(raw).split('.').collect();
-                let collapsed = labels[..labels.len().saturating_sub(2)].concat();
-                for mut f in dlp.scan(&collapsed) {
-                    f.view = "host-collapsed";
-                    findings.push(f);
+                if labels.len() > 3 {
+                    let collapsed = labels[..labels.len() - 2].concat();
+                    for mut f in dlp.scan(&collapsed) {
+                        f.view = "host-collapsed";
+                        findings.push(f);
+                    }
                 }
             }
         }
@@ -251,7 +263,7 @@ impl UrlScanner {
         if !trusted
             && INTERNAL_NAMES
                 .iter()
-                .any(|n| host == *n || host.ends_with(&format!(".{n}")))
+                .any(|n| is_domain_or_subdomain(&host, n))
         {
             findings.push(finding(
                 "ssrf",
