@@ -10,10 +10,7 @@ use clap::{Args, ValueEnum};
 use super::{EXIT_FAILURE, EXIT_OK};
 use crate::config::{self, Config, ResponseAction};
 use crate::policy::{verdict_for, Enforcement, Verdict};
-use crate::scan::injection::InjectionScanner;
-use crate::scan::shell::ShellScanner;
-use crate::scan::url::UrlScanner;
-use crate::scan::{Finding, TextDlp};
+use crate::scan::{Finding, Scanner};
 
 /// Which scanners run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -101,27 +98,31 @@ pub fn check(args: &CheckArgs) -> anyhow::Result<u8> {
         None => config::default_config(),
     };
 
+    let scanner = Scanner::new(&config).context("cannot build the scanners")?;
+    let blocking = enforcement(&config, true);
     let mut judged: Vec<(Finding, Enforcement)> = Vec::new();
     if !response_side && matches!(args.kind, Kind::Dlp | Kind::All) {
-        let dlp = TextDlp::new(&config.dlp)
-            .context("cannot build the DLP scanner")?
-            .with_seed_phrases(&config.seed_phrase_detection);
-        let enforcement = enforcement(&config, true);
-        judged.extend(dlp.scan(&text).into_iter().map(|f| (f, enforcement)));
+        judged.extend(
+            scanner
+                .scan_outbound(&text)
+                .into_iter()
+                .map(|f| (f, blocking)),
+        );
     }
-    if matches!(args.kind, Kind::Injection | Kind::All) && config.response_scanning.enabled {
-        let scanner = InjectionScanner::new(&config.response_scanning)
-            .context("cannot build the injection scanner")?;
-        let enforcement = enforcement(
+    if matches!(args.kind, Kind::Injection | Kind::All) {
+        let response = enforcement(
             &config,
             config.response_scanning.action != ResponseAction::Warn,
         );
-        judged.extend(scanner.scan(&text).into_iter().map(|f| (f, enforcement)));
+        judged.extend(
+            scanner
+                .scan_inbound(&text)
+                .into_iter()
+                .map(|f| (f, response)),
+        );
     }
     if !response_side && matches!(args.kind, Kind::Shell | Kind::All) {
-        let shell = ShellScanner::new().context("cannot build the shell scanner")?;
-        let enforcement = enforcement(&config, true);
-        judged.extend(shell.scan(&text).into_iter().map(|f| (f, enforcement)));
+        judged.extend(scanner.scan_shell(&text).into_iter().map(|f| (f, blocking)));
     }
     report(&config, &judged, args.json)
 }
@@ -139,11 +140,8 @@ fn check_url(args: &CheckArgs, raw: &str) -> anyhow::Result<u8> {
         Some(path) => config::load_file(path)?,
         None => config::default_config(),
     };
-    let dlp = TextDlp::new(&config.dlp)
-        .context("cannot build the DLP scanner")?
-        .with_seed_phrases(&config.seed_phrase_detection);
-    let scanner = UrlScanner::new(&config);
-    let mut findings = scanner.scan(raw, &dlp);
+    let scanner = Scanner::new(&config).context("cannot build the scanners")?;
+    let mut findings = scanner.scan_url(raw);
     if args.kind == Kind::Dlp {
         findings.retain(|f| f.scanner != crate::scan::ScannerKind::Url);
     }
@@ -161,7 +159,7 @@ fn check_url(args: &CheckArgs, raw: &str) -> anyhow::Result<u8> {
                     .with_context(|| format!("cannot resolve {host}"))?
                     .map(|a| a.ip())
                     .collect();
-            findings.extend(scanner.check_resolved(&host, &addresses));
+            findings.extend(scanner.url().check_resolved(&host, &addresses));
         }
     }
     let enforcement = enforcement(&config, true);
@@ -178,9 +176,7 @@ fn check_request(args: &CheckArgs) -> anyhow::Result<u8> {
         None => config::default_config(),
     };
     let section = &config.request_body_scanning;
-    let dlp = TextDlp::new(&config.dlp)
-        .context("cannot build the DLP scanner")?
-        .with_seed_phrases(&config.seed_phrase_detection);
+    let scanner = Scanner::new(&config).context("cannot build the scanners")?;
     let enforcement = enforcement(&config, section.action == config::BlockOrWarn::Block);
     let mut judged: Vec<(Finding, Enforcement)> = Vec::new();
     for header in &args.headers {
@@ -200,7 +196,12 @@ fn check_request(args: &CheckArgs) -> anyhow::Result<u8> {
                     .iter()
                     .any(|h| h.eq_ignore_ascii_case(name)));
         if scanned {
-            judged.extend(dlp.scan(value.trim()).into_iter().map(|f| (f, enforcement)));
+            judged.extend(
+                scanner
+                    .scan_outbound(value.trim())
+                    .into_iter()
+                    .map(|f| (f, enforcement)),
+            );
         }
     }
     if let Some(path) = &args.body {
@@ -223,7 +224,12 @@ fn check_request(args: &CheckArgs) -> anyhow::Result<u8> {
             judged.push((finding, self::enforcement(&config, true)));
         } else if section.enabled {
             let text = String::from_utf8_lossy(&body);
-            judged.extend(dlp.scan(&text).into_iter().map(|f| (f, enforcement)));
+            judged.extend(
+                scanner
+                    .scan_outbound(&text)
+                    .into_iter()
+                    .map(|f| (f, enforcement)),
+            );
         }
         if let Some(content_type) = &args.content_type {
             eprintln!(

@@ -12,12 +12,14 @@ pub mod injection;
 pub mod literals;
 pub mod normalize;
 pub mod runs;
+pub mod scanner;
 pub mod seed_phrase;
 pub mod shell;
 pub mod text;
 pub mod url;
 
 pub use finding::{Finding, ScannerKind};
+pub use scanner::{Scanner, ScannerBuildError};
 pub use text::TextDlp;
 
 #[cfg(test)]
