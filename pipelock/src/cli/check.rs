@@ -24,7 +24,7 @@ pub enum Kind {
 
 #[derive(Debug, Args)]
 pub struct CheckArgs {
-    /// Text to scan (DLP and prompt injection, as `--kind` says).
+    /// Text to scan (DLP, prompt injection and shell, as `--kind` says).
     #[arg(long, group = "input")]
     text: Option<String>,
     /// File to scan like `--text`; `-` reads standard input.

@@ -48,7 +48,7 @@ enum Command {
     Generate(GenerateCommand),
     /// Exit 0 when a running Pipelock answers 200 on /health (usable as a Docker HEALTHCHECK).
     Healthcheck(healthcheck::HealthcheckArgs),
-    /// Scan text or a file offline as the proxy would judge it; exit 0 allow/warn, 1 block, 2 usage.
+    /// Scan text, a URL, a request or a response offline as the proxy would judge it; exit 0 allow/warn, 1 block, 2 usage.
     Check(check::CheckArgs),
     /// [not yet available: arrives with transparent interception] Attach the eBPF programs to a cgroup.
     Attach(CgroupArgs),
