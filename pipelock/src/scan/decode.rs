@@ -9,7 +9,7 @@
 /// How many layers of encoding are undone.
 pub const MAX_DEPTH: usize = 3;
 /// Shortest base64 or hex run worth decoding.
-const MIN_ENCODED_RUN: usize = 16;
+const MIN_ENCODED_RUN: usize = super::runs::MIN_ENCODED_RUN as usize;
 /// Decoded views may add at most this many bytes beyond 4× the input.
 const EXTRA_BUDGET: usize = 64 * 1024;
 
@@ -27,10 +27,10 @@ pub fn decoded_views(text: &str) -> Vec<View> {
 }
 
 /// Is there a run of [`MIN_ENCODED_RUN`] base64-alphabet bytes? (Base64 and hex payloads need
-/// one, and so does every DLP token run, whose alphabet is a subset.)
+/// one.)
 #[must_use]
 pub fn has_long_run(bytes: &[u8]) -> bool {
-    super::runs::has_run(bytes, MIN_ENCODED_RUN, is_base64_byte)
+    super::runs::runs(bytes).encoded
 }
 
 /// [`decoded_views`] with the result of [`has_long_run`] already known.

@@ -4,6 +4,7 @@
 //! `Arc`; scanning borrows the input and returns [`Finding`]s. Deciding what to do about a
 //! finding (block, warn) is the policy's job, not the scanner's.
 
+pub mod classes;
 pub mod decode;
 pub mod dlp;
 pub mod env_secrets;

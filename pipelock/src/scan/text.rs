@@ -1,7 +1,7 @@
 //! The DLP pipeline for one piece of outbound text: the DLP rules and the environment secrets,
 //! over the raw text and every decoded view of it. One finding per rule and matched value.
 
-use super::decode::{decoded_views_with, has_long_run};
+use super::decode::decoded_views_with;
 use super::dlp::{DlpBuildError, DlpScanner};
 use super::env_secrets::EnvSecrets;
 use super::finding::Finding;
@@ -52,16 +52,16 @@ impl TextDlp {
     /// Every DLP finding in `text` and its decoded views.
     #[must_use]
     pub fn scan(&self, text: &str) -> Vec<Finding> {
-        // One look for long runs serves both the token-run rules and the base64/hex decoders.
-        let long_run = has_long_run(text.as_bytes());
-        let mut findings = self.rules.scan_with(text, "raw", long_run);
+        // One look at the byte classes serves the DLP gates and the base64/hex decoders.
+        let runs = super::runs::runs(text.as_bytes());
+        let mut findings = self.rules.scan_with(text, "raw", runs);
         if let Some(env) = &self.env {
             findings.extend(env.scan(text, "raw"));
         }
         if let Some(seeds) = &self.seeds {
             findings.extend(seeds.scan(text, "raw"));
         }
-        for view in decoded_views_with(text, long_run) {
+        for view in decoded_views_with(text, runs.encoded) {
             for finding in self.scan_view(&view.text, view.name) {
                 let duplicate = findings
                     .iter()

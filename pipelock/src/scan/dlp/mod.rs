@@ -13,16 +13,12 @@ use regex::Regex;
 
 use super::finding::{redact, rule_slug, Finding, ScannerKind};
 use super::literals::LiteralTrigger;
+use super::runs::{runs, Runs};
 use crate::config::{Dlp, Severity};
 use rules::{BuiltinRule, Check, Trigger, BUILTIN_RULES};
 
 /// How far before a `:`/`=` (past quotes and spaces) a case-folded keyword may start.
 const KEYWORD_REACH: usize = 40;
-
-/// Digits (with spaces and dashes between them) that make a run worth checking.
-const DIGIT_RUN_MIN_DIGITS: usize = 9;
-/// Token characters in a row that make a run worth checking.
-const TOKEN_RUN_MIN: usize = 24;
 
 /// A compiled rule.
 #[derive(Debug)]
@@ -155,14 +151,12 @@ impl DlpScanner {
     /// Every finding in `text`; `view` names the view of the input being scanned.
     #[must_use]
     pub fn scan(&self, text: &str, view: &'static str) -> Vec<Finding> {
-        self.scan_with(text, view, true)
+        self.scan_with(text, view, runs(text.as_bytes()))
     }
 
-    /// Like [`DlpScanner::scan`]; `maybe_long_runs` false promises that `text` has no run of
-    /// 16 base64-alphabet bytes (see [`crate::scan::decode::has_long_run`]), which rules out
-    /// token runs and saves their pass.
+    /// Like [`DlpScanner::scan`], with the byte-class pass over `text` already done.
     #[must_use]
-    pub fn scan_with(&self, text: &str, view: &'static str, maybe_long_runs: bool) -> Vec<Finding> {
+    pub fn scan_with(&self, text: &str, view: &'static str, runs: Runs) -> Vec<Finding> {
         let mut armed = vec![false; self.rules.len()];
         self.exact.arm(text.as_bytes(), &mut armed);
         // Every case-folded rule needs its keyword right before a `:` or `=` (an assignment,
@@ -170,12 +164,10 @@ impl DlpScanner {
         for window in keyword_windows(text.as_bytes()) {
             self.folded.arm(&text.as_bytes()[window], &mut armed);
         }
-        let digit_run = digit_run(text.as_bytes());
-        let token_run = maybe_long_runs && token_run(text.as_bytes());
         for (armed, gate) in armed.iter_mut().zip(&self.gates) {
             match gate {
-                Gate::DigitRun => *armed = digit_run,
-                Gate::TokenRun => *armed = token_run,
+                Gate::DigitRun => *armed = runs.digits,
+                Gate::TokenRun => *armed = runs.token,
                 Gate::Always => *armed = true,
                 Gate::Literal => {}
             }
@@ -225,70 +217,12 @@ fn keyword_windows(bytes: &[u8]) -> Vec<std::ops::Range<usize>> {
     windows
 }
 
-/// Is there a run of at least 9 digits, joined only by spaces or dashes? Text without digits
-/// skips the byte-by-byte pass.
-fn digit_run(bytes: &[u8]) -> bool {
-    // A branch-free reduction per block, which the compiler vectorizes.
-    let any_digit = bytes.chunks(64).any(|block| {
-        block
-            .iter()
-            .fold(false, |seen, b| seen | b.is_ascii_digit())
-    });
-    if !any_digit {
-        return false;
-    }
-    let mut digits = 0usize;
-    for &b in bytes {
-        if b.is_ascii_digit() {
-            digits += 1;
-            if digits >= DIGIT_RUN_MIN_DIGITS {
-                return true;
-            }
-        } else if b != b' ' && b != b'-' {
-            digits = 0;
-        }
-    }
-    false
-}
-
-fn is_token(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b == b'_' || b == b'-'
-}
-
-fn token_run(bytes: &[u8]) -> bool {
-    crate::scan::runs::has_run(bytes, TOKEN_RUN_MIN, is_token)
-}
-
 #[cfg(test)]
 mod tests;
 
 #[cfg(test)]
 mod run_tests {
     use super::*;
-
-    #[test]
-    fn token_runs_are_found_wherever_they_start() {
-        for len in [23usize, 24, 25, 40] {
-            for offset in 0..30 {
-                let text = format!("{} {} tail", "x ".repeat(offset), "a".repeat(len));
-                assert_eq!(
-                    token_run(text.as_bytes()),
-                    len >= 24,
-                    "len {len} offset {offset}"
-                );
-            }
-        }
-        assert!(token_run("a".repeat(24).as_bytes()));
-        assert!(!token_run(b""));
-    }
-
-    #[test]
-    fn digit_runs() {
-        assert!(digit_run(b"card 4111 1111 1111 1111"));
-        assert!(digit_run(b"123-45-6789"));
-        assert!(!digit_run(b"in 2024 we had 45 people"));
-        assert!(!digit_run(b"no digits at all"));
-    }
 
     #[test]
     fn keyword_windows_reach_back_over_quotes_and_spaces() {

@@ -1,0 +1,266 @@
+//! Byte classes of text as bit masks, 64 bytes at a time: bit `i` of a mask describes byte `i`
+//! of the block. The scanners' prefilters (long token runs, digit runs, word starts) work on
+//! these masks with a few word-sized operations instead of a branch per byte.
+//!
+//! On x86-64 the masks come from SSE2 (part of the baseline, so always present); elsewhere
+//! from a portable loop. Both give the same masks (tested).
+
+/// Bytes per block.
+pub const BLOCK: usize = 64;
+
+/// The classes of one block's bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Classes {
+    /// ASCII letters.
+    pub letter: u64,
+    /// ASCII digits.
+    pub digit: u64,
+    /// `-`
+    pub dash: u64,
+    /// `_`
+    pub underscore: u64,
+    /// `+` and `/`
+    pub plus_slash: u64,
+    /// ` `
+    pub space: u64,
+}
+
+impl Classes {
+    /// Letters, digits, `_` and `-`: the alphabet of API tokens.
+    #[must_use]
+    pub fn token(&self) -> u64 {
+        self.letter | self.digit | self.dash | self.underscore
+    }
+
+    /// The token alphabet plus `+` and `/`: standard and URL-safe base64 (and hex).
+    #[must_use]
+    pub fn base64(&self) -> u64 {
+        self.token() | self.plus_slash
+    }
+}
+
+/// Calls `f(offset, classes)` for each block of `bytes`, in order. The last block is padded
+/// with NUL bytes, which belong to no class.
+pub fn for_each_block(bytes: &[u8], mut f: impl FnMut(usize, Classes)) {
+    let mut blocks = bytes.chunks_exact(BLOCK);
+    let mut offset = 0;
+    for block in blocks.by_ref() {
+        f(offset, classify(block));
+        offset += BLOCK;
+    }
+    let rest = blocks.remainder();
+    if !rest.is_empty() {
+        let mut padded = [0u8; BLOCK];
+        padded[..rest.len()].copy_from_slice(rest);
+        f(offset, classify(&padded));
+    }
+}
+
+/// The classes of a block of exactly [`BLOCK`] bytes.
+#[must_use]
+pub fn classify(block: &[u8]) -> Classes {
+    debug_assert_eq!(block.len(), BLOCK);
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: SSE2 is part of the x86-64 baseline, so every x86-64 CPU has it.
+    unsafe {
+        sse2::classify(block)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        classify_portable(block)
+    }
+}
+
+/// The portable definition of [`classify`].
+#[must_use]
+pub fn classify_portable(block: &[u8]) -> Classes {
+    let mut c = Classes::default();
+    for (i, &b) in block.iter().enumerate().take(BLOCK) {
+        let bit = 1u64 << i;
+        if b.is_ascii_alphabetic() {
+            c.letter |= bit;
+        } else if b.is_ascii_digit() {
+            c.digit |= bit;
+        } else {
+            match b {
+                b'-' => c.dash |= bit,
+                b'_' => c.underscore |= bit,
+                b'+' | b'/' => c.plus_slash |= bit,
+                b' ' => c.space |= bit,
+                _ => {}
+            }
+        }
+    }
+    c
+}
+
+#[cfg(target_arch = "x86_64")]
+mod sse2 {
+    use std::arch::x86_64::{
+        __m128i, _mm_add_epi8, _mm_cmpeq_epi8, _mm_cmplt_epi8, _mm_loadu_si128, _mm_movemask_epi8,
+        _mm_or_si128, _mm_set1_epi8,
+    };
+
+    use super::{Classes, BLOCK};
+
+    /// Bytes in `lo..lo + len` (unsigned), by shifting the range to the bottom of the signed
+    /// range and comparing once.
+    #[inline]
+    #[target_feature(enable = "sse2")]
+    #[allow(clippy::cast_possible_wrap)]
+    fn in_range(v: __m128i, lo: u8, len: u8) -> __m128i {
+        let shifted = _mm_add_epi8(v, _mm_set1_epi8((0x80u8.wrapping_sub(lo)) as i8));
+        _mm_cmplt_epi8(shifted, _mm_set1_epi8((0x80u8.wrapping_add(len)) as i8))
+    }
+
+    #[inline]
+    #[target_feature(enable = "sse2")]
+    #[allow(clippy::cast_possible_wrap)]
+    fn eq(v: __m128i, b: u8) -> __m128i {
+        _mm_cmpeq_epi8(v, _mm_set1_epi8(b as i8))
+    }
+
+    #[inline]
+    #[target_feature(enable = "sse2")]
+    #[allow(clippy::cast_sign_loss)]
+    fn bits(m: __m128i, lane: usize) -> u64 {
+        u64::from(_mm_movemask_epi8(m) as u32 & 0xffff) << (16 * lane)
+    }
+
+    #[target_feature(enable = "sse2")]
+    pub fn classify(block: &[u8]) -> Classes {
+        assert!(block.len() >= BLOCK);
+        let mut c = Classes::default();
+        for lane in 0..BLOCK / 16 {
+            let chunk = &block[16 * lane..16 * lane + 16];
+            // SAFETY: `chunk` is 16 readable bytes, and the load has no alignment requirement.
+            let v = unsafe { _mm_loadu_si128(chunk.as_ptr().cast::<__m128i>()) };
+            let folded = _mm_or_si128(v, _mm_set1_epi8(0x20));
+            c.letter |= bits(in_range(folded, b'a', 26), lane);
+            c.digit |= bits(in_range(v, b'0', 10), lane);
+            c.dash |= bits(eq(v, b'-'), lane);
+            c.underscore |= bits(eq(v, b'_'), lane);
+            c.plus_slash |= bits(_mm_or_si128(eq(v, b'+'), eq(v, b'/')), lane);
+            c.space |= bits(eq(v, b' '), lane);
+        }
+        c
+    }
+}
+
+/// Finds runs of set bits of at least `min` (1..=64) across a stream of block masks.
+#[derive(Debug, Clone, Copy)]
+pub struct RunFinder {
+    min: u32,
+    /// Set bits at the end of the blocks pushed so far.
+    carry: u32,
+}
+
+impl RunFinder {
+    #[must_use]
+    pub fn new(min: u32) -> Self {
+        Self {
+            min: min.clamp(1, 64),
+            carry: 0,
+        }
+    }
+
+    /// Adds the next block's mask; true when a run of at least `min` bits ends in it.
+    pub fn push(&mut self, mask: u64) -> bool {
+        let joined = self.carry + mask.trailing_ones();
+        self.carry = if mask == u64::MAX {
+            self.carry + 64
+        } else {
+            mask.leading_ones()
+        };
+        joined >= self.min || has_run_within(mask, self.min)
+    }
+}
+
+/// Does `mask` have `min` (1..=64) consecutive set bits?
+#[must_use]
+pub fn has_run_within(mut mask: u64, min: u32) -> bool {
+    // After each step, bit i is set when bits i..i+len are all set.
+    let mut len = 1;
+    while len * 2 <= min {
+        mask &= mask >> len;
+        len *= 2;
+    }
+    if len < min {
+        mask &= mask >> (min - len);
+    }
+    mask != 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A deterministic byte soup weighted towards the interesting classes.
+    fn soup(seed: u32, len: usize) -> Vec<u8> {
+        let alphabet = b"aZq09-_+/ \n.:\x00\x80\xffAz@[`{";
+        let mut state = seed | 1;
+        (0..len)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 17;
+                state ^= state << 5;
+                if state.is_multiple_of(4) {
+                    (state >> 8) as u8
+                } else {
+                    alphabet[(state as usize >> 3) % alphabet.len()]
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn simd_and_portable_agree_on_every_byte() {
+        let all: Vec<u8> = (0..=255u8).collect();
+        for block in all.chunks(BLOCK) {
+            assert_eq!(classify(block), classify_portable(block));
+        }
+        for seed in 1..200 {
+            let bytes = soup(seed, BLOCK);
+            assert_eq!(classify(&bytes), classify_portable(&bytes), "seed {seed}");
+        }
+    }
+
+    fn longest_run(bits: &[bool]) -> usize {
+        let (mut best, mut cur) = (0, 0);
+        for &b in bits {
+            cur = if b { cur + 1 } else { 0 };
+            best = best.max(cur);
+        }
+        best
+    }
+
+    #[test]
+    fn run_finder_matches_a_plain_count_across_blocks() {
+        for seed in 1..300u32 {
+            let len = 1 + (seed as usize * 37) % 400;
+            let bytes: Vec<u8> = soup(seed, len)
+                .into_iter()
+                .map(|b| if b % 7 == 0 { b' ' } else { b'a' })
+                .collect();
+            let plain: Vec<bool> = bytes.iter().map(|b| *b == b'a').collect();
+            for min in [1u32, 2, 9, 16, 24, 63, 64] {
+                let mut finder = RunFinder::new(min);
+                let mut found = false;
+                for_each_block(&bytes, |_, c| found |= finder.push(c.letter));
+                assert_eq!(
+                    found,
+                    longest_run(&plain) >= min as usize,
+                    "seed {seed} min {min}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn runs_within_a_word() {
+        assert!(has_run_within(0b1111_0000, 4));
+        assert!(!has_run_within(0b1110_0111, 4));
+        assert!(has_run_within(u64::MAX, 64));
+        assert!(!has_run_within(u64::MAX >> 1, 64));
+    }
+}
