@@ -12,16 +12,19 @@ use super::finding::{redact, Finding, ScannerKind};
 use crate::config::{SeedPhraseDetection, Severity};
 
 const WORDLIST: &str = include_str!("bip39-english.txt");
+/// How far left of a separator sample its word is looked for.
+const SEPARATOR_REACH: usize = 16;
 /// The phrase lengths BIP-39 defines.
 const LENGTHS: [usize; 5] = [24, 21, 18, 15, 12];
 
 /// The seed phrase detector for one config.
 #[derive(Debug)]
 pub struct SeedPhrases {
-    /// The words packed into `u64`s (up to 8 ASCII bytes), in list order (which is sorted).
-    packed: Vec<u64>,
-    /// For each two-letter prefix (`aa`..`zz`), the range of `packed` starting with it.
-    buckets: Vec<(u16, u16)>,
+    /// Open-addressing hash table of the words packed into `u64`s (up to 8 ASCII bytes); 0
+    /// marks an empty slot.
+    keys: Vec<u64>,
+    /// The list index of the word in the same slot of `keys`.
+    indexes: Vec<u16>,
     min_words: usize,
     verify_checksum: bool,
 }
@@ -38,22 +41,20 @@ impl SeedPhrases {
     /// Builds the detector; `min_words` is clamped to 12..=24.
     #[must_use]
     pub fn new(config: &SeedPhraseDetection) -> Self {
-        let packed: Vec<u64> = WORDLIST.lines().map(|w| pack(w.as_bytes())).collect();
-        let mut buckets = vec![(0u16, 0u16); 26 * 26];
+        let mut keys = vec![0u64; TABLE_SLOTS];
+        let mut indexes = vec![0u16; TABLE_SLOTS];
         for (i, word) in WORDLIST.lines().enumerate() {
-            let (Some(bucket), Ok(i)) = (bucket_of(word.as_bytes()), u16::try_from(i)) else {
-                continue;
-            };
-            let entry = &mut buckets[bucket];
-            if entry.0 == entry.1 {
-                *entry = (i, i + 1);
-            } else {
-                entry.1 = i + 1;
+            let key = pack(word.as_bytes());
+            let mut slot = slot_of(key);
+            while keys[slot] != 0 {
+                slot = (slot + 1) % TABLE_SLOTS;
             }
+            keys[slot] = key;
+            indexes[slot] = u16::try_from(i).unwrap_or(u16::MAX);
         }
         Self {
-            packed,
-            buckets,
+            keys,
+            indexes,
             min_words: usize::try_from(config.min_words)
                 .unwrap_or(12)
                 .clamp(12, 24),
@@ -62,41 +63,82 @@ impl SeedPhrases {
     }
 
     /// Every seed phrase in `text`.
+    ///
+    /// A phrase of `min_words` words of at least 3 letters, one separator apart, spans at
+    /// least `4·min_words − 1` bytes, so samples a third of that apart put at least three
+    /// samples inside it, and each of them lands on a list word or between two. Samples are
+    /// tested furthest first, Boyer-Moore style, so text with few list words costs a few
+    /// lookups per hundred bytes; only where three samples in a row pass is the stretch
+    /// between the failing samples around them tokenized and checked exactly.
     #[must_use]
     pub fn scan(&self, text: &str, view: &'static str) -> Vec<Finding> {
         let mut findings = Vec::new();
-        // First pass, allocation-free: find stretches of at least `min_words` words of 3 to 8
-        // letters (every list word is one). Most text has none; only stretches are tokenized
-        // again and looked up in the list.
         let bytes = text.as_bytes();
-        let (mut count, mut stretch_start, mut stretch_end) = (0usize, 0usize, 0usize);
-        let mut i = 0;
-        while i < bytes.len() {
-            if !bytes[i].is_ascii_alphabetic() {
-                i += 1;
-                continue;
-            }
-            let start = i;
-            while i < bytes.len() && bytes[i].is_ascii_alphabetic() {
-                i += 1;
-            }
-            if (3..=8).contains(&(i - start)) {
-                if count == 0 {
-                    stretch_start = start;
-                }
-                count += 1;
-                stretch_end = i;
+        let stride = (4 * self.min_words - 1) / 3;
+        let samples = bytes.len().div_ceil(stride);
+        let pass = |k: usize| self.sample_passes(bytes, k * stride);
+        let mut k = 0;
+        while k + 2 < samples {
+            if !pass(k + 2) {
+                k += 3;
+            } else if !pass(k + 1) {
+                k += 2;
+            } else if !pass(k) {
+                k += 1;
             } else {
-                if count >= self.min_words {
-                    self.check_stretch(text, stretch_start..stretch_end, view, &mut findings);
+                let mut left = k;
+                while left > 0 && pass(left - 1) {
+                    left -= 1;
                 }
-                count = 0;
+                let mut right = k + 3;
+                while right < samples && pass(right) {
+                    right += 1;
+                }
+                // The failing samples sit inside words that are not on the list, which no
+                // phrase can cross: everything between them is checked exactly.
+                let start = if left == 0 {
+                    0
+                } else {
+                    word_end(bytes, (left - 1) * stride)
+                };
+                let end = if right >= samples {
+                    bytes.len()
+                } else {
+                    word_start(bytes, right * stride)
+                };
+                self.check_stretch(text, start..end.max(start), view, &mut findings);
+                k = right + 1;
             }
-        }
-        if count >= self.min_words {
-            self.check_stretch(text, stretch_start..stretch_end, view, &mut findings);
         }
         findings
+    }
+
+    /// Could the sample at `at` lie inside a phrase: is it on a list word, or on a separator
+    /// whose word to the left is one? (Inside a phrase, the word left of a separator is a
+    /// phrase word.) Separators longer than [`SEPARATOR_REACH`] pass unexamined.
+    fn sample_passes(&self, bytes: &[u8], mut at: usize) -> bool {
+        let Some(b) = bytes.get(at) else {
+            return true;
+        };
+        if !b.is_ascii_alphabetic() {
+            let reach = at.saturating_sub(SEPARATOR_REACH);
+            match bytes[reach..at].iter().rposition(u8::is_ascii_alphabetic) {
+                Some(letter) => at = reach + letter,
+                None => return true,
+            }
+        }
+        // List words have 3 to 8 letters: look no further than that either way.
+        let mut start = at;
+        while start > 0 && at - start < 8 && bytes[start - 1].is_ascii_alphabetic() {
+            start -= 1;
+        }
+        let mut end = at + 1;
+        while end < bytes.len() && end - start <= 8 && bytes[end].is_ascii_alphabetic() {
+            end += 1;
+        }
+        let whole = (start == 0 || !bytes[start - 1].is_ascii_alphabetic())
+            && (end == bytes.len() || !bytes[end].is_ascii_alphabetic());
+        whole && self.lookup_bytes(&bytes[start..end]).is_some()
     }
 
     /// Looks up the words of a stretch and checks each run of list words in it.
@@ -135,20 +177,23 @@ impl SeedPhrases {
     }
 
     fn lookup(&self, word: &str) -> Option<u16> {
-        let bytes = word.as_bytes();
-        if !(3..=8).contains(&bytes.len()) {
+        self.lookup_bytes(word.as_bytes())
+    }
+
+    /// The list index of a word of ASCII letters, in any case.
+    fn lookup_bytes(&self, bytes: &[u8]) -> Option<u16> {
+        if !(3..=8).contains(&bytes.len()) || !bytes.iter().all(u8::is_ascii_alphabetic) {
             return None;
         }
-        let mut lower = [0u8; 8];
-        for (slot, b) in lower.iter_mut().zip(bytes) {
-            *slot = b.to_ascii_lowercase();
+        let key = pack(bytes) | LOWERCASE_BITS[bytes.len()];
+        let mut slot = slot_of(key);
+        loop {
+            match self.keys[slot] {
+                0 => return None,
+                k if k == key => return Some(self.indexes[slot]),
+                _ => slot = (slot + 1) % TABLE_SLOTS,
+            }
         }
-        let lower = &lower[..bytes.len()];
-        let (start, end) = self.buckets[bucket_of(lower)?];
-        let key = pack(lower);
-        let slice = &self.packed[usize::from(start)..usize::from(end)];
-        let at = slice.binary_search(&key).ok()?;
-        u16::try_from(at).ok().map(|at| start + at)
     }
 
     /// Reports the longest valid phrase at each position of a run of list words.
@@ -182,24 +227,52 @@ impl SeedPhrases {
     }
 }
 
-/// Up to 8 ASCII bytes as a big-endian `u64`, so numeric order is lexicographic order.
+/// The end of the ASCII word around `at` (or `at` itself when it is not in one).
+fn word_end(bytes: &[u8], mut at: usize) -> usize {
+    while at < bytes.len() && bytes[at].is_ascii_alphabetic() {
+        at += 1;
+    }
+    at
+}
+
+/// The start of the ASCII word around `at` (or `at` itself when it is not in one).
+fn word_start(bytes: &[u8], mut at: usize) -> usize {
+    while at > 0
+        && at < bytes.len()
+        && bytes[at].is_ascii_alphabetic()
+        && bytes[at - 1].is_ascii_alphabetic()
+    {
+        at -= 1;
+    }
+    at
+}
+
+/// Up to 8 bytes as a `u64`.
 fn pack(word: &[u8]) -> u64 {
     let mut buf = [0u8; 8];
     for (slot, b) in buf.iter_mut().zip(word) {
         *slot = *b;
     }
-    u64::from_be_bytes(buf)
+    u64::from_le_bytes(buf)
 }
 
-/// The bucket of a lowercase word by its first two letters.
-fn bucket_of(word: &[u8]) -> Option<usize> {
-    match word {
-        [a @ b'a'..=b'z', b @ b'a'..=b'z', ..] => {
-            Some(usize::from(a - b'a') * 26 + usize::from(b - b'a'))
-        }
-        _ => None,
-    }
+/// Slots of the word table: twice the list, a power of two.
+const TABLE_SLOTS: usize = 4096;
+
+fn slot_of(key: u64) -> usize {
+    usize::try_from(key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 52).unwrap_or(0) % TABLE_SLOTS
 }
+
+/// Per word length, the bits that lowercase a packed word of ASCII letters.
+const LOWERCASE_BITS: [u64; 9] = {
+    let mut bits = [0u64; 9];
+    let mut len = 1;
+    while len <= 8 {
+        bits[len] = bits[len - 1] | (0x20 << (8 * (len - 1)));
+        len += 1;
+    }
+    bits
+};
 
 /// Whether the words' checksum bits match SHA-256 of the entropy they encode.
 fn checksum_ok(words: &[Word]) -> bool {
@@ -306,5 +379,70 @@ mod tests {
             ..SeedPhraseDetection::default()
         });
         assert_eq!(unchecked.scan(&bad, "raw").len(), 1);
+    }
+
+    /// The sampled scan must find exactly what tokenizing the whole text finds.
+    #[test]
+    fn sampling_finds_what_a_full_pass_finds() {
+        let d = detector();
+        let unchecked = SeedPhrases::new(&SeedPhraseDetection {
+            verify_checksum: false,
+            ..SeedPhraseDetection::default()
+        });
+        let list: Vec<&str> = WORDLIST.lines().collect();
+        let others = ["the", "of", "a", "xylophones", "report", "zz", "mmmmmmmmm"];
+        let separators = [
+            " ",
+            ", ",
+            "\n",
+            "  ",
+            "1. ",
+            " - ",
+            "\", \"",
+            "\t",
+            "................",
+        ];
+        let mut state = 0x9e37_79b9_u32;
+        let mut next = |n: usize| {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            state as usize % n
+        };
+        for round in 0..1500 {
+            let mut text = String::new();
+            for _ in 0..next(6) {
+                text.push_str(others[next(others.len())]);
+                text.push_str(separators[next(separators.len())]);
+            }
+            // A phrase (valid checksum) or a run of list words, among other words.
+            let phrase = if round % 2 == 0 { VALID_12 } else { VALID_24 };
+            let sep = separators[next(separators.len())];
+            text.push_str(&phrase.replace(' ', sep));
+            for _ in 0..next(30) {
+                text.push_str(separators[next(separators.len())]);
+                let word = if next(3) == 0 {
+                    others[next(others.len())]
+                } else {
+                    list[next(list.len())]
+                };
+                text.push_str(word);
+            }
+            // The shortest possible run: twelve three-letter words, one byte apart.
+            if round % 3 == 0 {
+                text.push(' ');
+                let short: Vec<&str> = list.iter().copied().filter(|w| w.len() == 3).collect();
+                let run: Vec<&str> = (0..12).map(|_| short[next(short.len())]).collect();
+                text.push_str(&run.join(","));
+                text.push_str(" of");
+            }
+            let d = if round % 3 == 0 { &unchecked } else { &d };
+            let sampled = d.scan(&text, "raw");
+            let mut full = Vec::new();
+            d.check_stretch(&text, 0..text.len(), "raw", &mut full);
+            let spans = |f: &[Finding]| f.iter().map(|f| f.span.clone()).collect::<Vec<_>>();
+            assert_eq!(spans(&sampled), spans(&full), "{text:?}");
+            assert!(!full.is_empty(), "{text:?}");
+        }
     }
 }
