@@ -8,35 +8,19 @@
 /// Bytes per block.
 pub const BLOCK: usize = 64;
 
-/// The classes of one block's bytes.
+/// The classes of one block's bytes that the run prefilters need.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Classes {
-    /// ASCII letters.
-    pub letter: u64,
+    /// Letters, digits, `_` and `-`: the alphabet of API tokens.
+    pub token: u64,
+    /// The token alphabet plus `+` and `/`: standard and URL-safe base64 (and hex).
+    pub base64: u64,
     /// ASCII digits.
     pub digit: u64,
-    /// `-`
-    pub dash: u64,
-    /// `_`
-    pub underscore: u64,
-    /// `+` and `/`
-    pub plus_slash: u64,
-    /// ` `
-    pub space: u64,
-}
-
-impl Classes {
-    /// Letters, digits, `_` and `-`: the alphabet of API tokens.
-    #[must_use]
-    pub fn token(&self) -> u64 {
-        self.letter | self.digit | self.dash | self.underscore
-    }
-
-    /// The token alphabet plus `+` and `/`: standard and URL-safe base64 (and hex).
-    #[must_use]
-    pub fn base64(&self) -> u64 {
-        self.token() | self.plus_slash
-    }
+    /// Space and `-`, which may join the digit groups of card numbers and SSNs.
+    pub joiner: u64,
+    /// ASCII letters.
+    pub letter: u64,
 }
 
 /// Calls `f(offset, classes)` for each block of `bytes`, in order. The last block is padded
@@ -71,24 +55,105 @@ pub fn classify(block: &[u8]) -> Classes {
     }
 }
 
+/// Letters, chosen ASCII symbols and non-ASCII bytes of one block.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LetterMasks {
+    /// ASCII letters.
+    pub letter: u64,
+    /// Bytes in the chosen set.
+    pub symbol: u64,
+    /// Bytes `0x80..=0xff`.
+    pub high: u64,
+}
+
+/// The letters, the bytes of `symbols` and the non-ASCII bytes of a block of exactly
+/// [`BLOCK`] bytes.
+#[must_use]
+pub fn letters_symbols(block: &[u8], symbols: &[u8]) -> LetterMasks {
+    debug_assert_eq!(block.len(), BLOCK);
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: SSE2 is part of the x86-64 baseline, so every x86-64 CPU has it.
+    unsafe {
+        sse2::letters_symbols(block, symbols)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        letters_symbols_portable(block, symbols)
+    }
+}
+
+/// The portable definition of [`letters_symbols`].
+#[must_use]
+pub fn letters_symbols_portable(block: &[u8], symbols: &[u8]) -> LetterMasks {
+    let mut m = LetterMasks::default();
+    for (i, &b) in block.iter().enumerate().take(BLOCK) {
+        let bit = 1u64 << i;
+        if b.is_ascii_alphabetic() {
+            m.letter |= bit;
+        }
+        if symbols.contains(&b) {
+            m.symbol |= bit;
+        }
+        if b >= 0x80 {
+            m.high |= bit;
+        }
+    }
+    m
+}
+
+/// The ASCII whitespace of a block of exactly [`BLOCK`] bytes: spaces, and the others (tab,
+/// line feed, vertical tab, form feed, carriage return).
+#[must_use]
+pub fn whitespace(block: &[u8]) -> (u64, u64) {
+    debug_assert_eq!(block.len(), BLOCK);
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: SSE2 is part of the x86-64 baseline, so every x86-64 CPU has it.
+    unsafe {
+        sse2::whitespace(block)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        whitespace_portable(block)
+    }
+}
+
+/// The portable definition of [`whitespace`].
+#[must_use]
+pub fn whitespace_portable(block: &[u8]) -> (u64, u64) {
+    let (mut spaces, mut others) = (0, 0);
+    for (i, b) in block.iter().take(BLOCK).enumerate() {
+        match b {
+            b' ' => spaces |= 1 << i,
+            b'\t' | b'\n' | b'\x0b' | b'\x0c' | b'\r' => others |= 1 << i,
+            _ => {}
+        }
+    }
+    (spaces, others)
+}
+
 /// The portable definition of [`classify`].
 #[must_use]
 pub fn classify_portable(block: &[u8]) -> Classes {
     let mut c = Classes::default();
     for (i, &b) in block.iter().enumerate().take(BLOCK) {
         let bit = 1u64 << i;
-        if b.is_ascii_alphabetic() {
+        let letter = b.is_ascii_alphabetic();
+        let digit = b.is_ascii_digit();
+        let token = letter || digit || b == b'_' || b == b'-';
+        if letter {
             c.letter |= bit;
-        } else if b.is_ascii_digit() {
+        }
+        if digit {
             c.digit |= bit;
-        } else {
-            match b {
-                b'-' => c.dash |= bit,
-                b'_' => c.underscore |= bit,
-                b'+' | b'/' => c.plus_slash |= bit,
-                b' ' => c.space |= bit,
-                _ => {}
-            }
+        }
+        if token {
+            c.token |= bit;
+        }
+        if token || b == b'+' || b == b'/' {
+            c.base64 |= bit;
+        }
+        if b == b' ' || b == b'-' {
+            c.joiner |= bit;
         }
     }
     c
@@ -98,10 +163,10 @@ pub fn classify_portable(block: &[u8]) -> Classes {
 mod sse2 {
     use std::arch::x86_64::{
         __m128i, _mm_add_epi8, _mm_cmpeq_epi8, _mm_cmplt_epi8, _mm_loadu_si128, _mm_movemask_epi8,
-        _mm_or_si128, _mm_set1_epi8,
+        _mm_or_si128, _mm_set1_epi8, _mm_setzero_si128,
     };
 
-    use super::{Classes, BLOCK};
+    use super::{Classes, LetterMasks, BLOCK};
 
     /// Bytes in `lo..lo + len` (unsigned), by shifting the range to the bottom of the signed
     /// range and comparing once.
@@ -135,36 +200,65 @@ mod sse2 {
             let chunk = &block[16 * lane..16 * lane + 16];
             // SAFETY: `chunk` is 16 readable bytes, and the load has no alignment requirement.
             let v = unsafe { _mm_loadu_si128(chunk.as_ptr().cast::<__m128i>()) };
-            let folded = _mm_or_si128(v, _mm_set1_epi8(0x20));
-            c.letter |= bits(in_range(folded, b'a', 26), lane);
-            c.digit |= bits(in_range(v, b'0', 10), lane);
-            c.dash |= bits(eq(v, b'-'), lane);
-            c.underscore |= bits(eq(v, b'_'), lane);
-            c.plus_slash |= bits(_mm_or_si128(eq(v, b'+'), eq(v, b'/')), lane);
-            c.space |= bits(eq(v, b' '), lane);
+            let letter = in_range(_mm_or_si128(v, _mm_set1_epi8(0x20)), b'a', 26);
+            let digit = in_range(v, b'0', 10);
+            let dash = eq(v, b'-');
+            let token = _mm_or_si128(_mm_or_si128(letter, digit), _mm_or_si128(dash, eq(v, b'_')));
+            let base64 = _mm_or_si128(token, _mm_or_si128(eq(v, b'+'), eq(v, b'/')));
+            c.letter |= bits(letter, lane);
+            c.digit |= bits(digit, lane);
+            c.token |= bits(token, lane);
+            c.base64 |= bits(base64, lane);
+            c.joiner |= bits(_mm_or_si128(dash, eq(v, b' ')), lane);
         }
         c
     }
+
+    #[target_feature(enable = "sse2")]
+    pub fn letters_symbols(block: &[u8], symbols: &[u8]) -> LetterMasks {
+        assert!(block.len() >= BLOCK);
+        let mut m = LetterMasks::default();
+        for lane in 0..BLOCK / 16 {
+            let chunk = &block[16 * lane..16 * lane + 16];
+            // SAFETY: `chunk` is 16 readable bytes, and the load has no alignment requirement.
+            let v = unsafe { _mm_loadu_si128(chunk.as_ptr().cast::<__m128i>()) };
+            let folded = _mm_or_si128(v, _mm_set1_epi8(0x20));
+            m.letter |= bits(in_range(folded, b'a', 26), lane);
+            let mut symbol = _mm_setzero_si128();
+            for &s in symbols {
+                symbol = _mm_or_si128(symbol, eq(v, s));
+            }
+            m.symbol |= bits(symbol, lane);
+            m.high |= bits(v, lane);
+        }
+        m
+    }
+
+    #[target_feature(enable = "sse2")]
+    pub fn whitespace(block: &[u8]) -> (u64, u64) {
+        assert!(block.len() >= BLOCK);
+        let (mut spaces, mut others) = (0, 0);
+        for lane in 0..BLOCK / 16 {
+            let chunk = &block[16 * lane..16 * lane + 16];
+            // SAFETY: `chunk` is 16 readable bytes, and the load has no alignment requirement.
+            let v = unsafe { _mm_loadu_si128(chunk.as_ptr().cast::<__m128i>()) };
+            spaces |= bits(eq(v, b' '), lane);
+            others |= bits(in_range(v, b'\t', 5), lane);
+        }
+        (spaces, others)
+    }
 }
 
-/// Finds runs of set bits of at least `min` (1..=64) across a stream of block masks.
-#[derive(Debug, Clone, Copy)]
-pub struct RunFinder {
-    min: u32,
+/// Finds runs of at least `MIN` (1..=64) set bits across a stream of block masks.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunFinder<const MIN: u32> {
     /// Set bits at the end of the blocks pushed so far.
     carry: u32,
 }
 
-impl RunFinder {
-    #[must_use]
-    pub fn new(min: u32) -> Self {
-        Self {
-            min: min.clamp(1, 64),
-            carry: 0,
-        }
-    }
-
-    /// Adds the next block's mask; true when a run of at least `min` bits ends in it.
+impl<const MIN: u32> RunFinder<MIN> {
+    /// Adds the next block's mask; true when a run of at least `MIN` bits ends in it.
+    #[inline]
     pub fn push(&mut self, mask: u64) -> bool {
         let joined = self.carry + mask.trailing_ones();
         self.carry = if mask == u64::MAX {
@@ -172,11 +266,12 @@ impl RunFinder {
         } else {
             mask.leading_ones()
         };
-        joined >= self.min || has_run_within(mask, self.min)
+        joined >= MIN || has_run_within(mask, MIN)
     }
 }
 
 /// Does `mask` have `min` (1..=64) consecutive set bits?
+#[inline]
 #[must_use]
 pub fn has_run_within(mut mask: u64, min: u32) -> bool {
     // After each step, bit i is set when bits i..i+len are all set.
@@ -225,6 +320,29 @@ mod tests {
         }
     }
 
+    #[test]
+    fn letter_masks_agree() {
+        let all: Vec<u8> = (0..=255u8).collect();
+        for symbols in [&b""[..], b".", b"./<[", b"\x00\x7f"] {
+            for block in all.chunks(BLOCK) {
+                assert_eq!(
+                    letters_symbols(block, symbols),
+                    letters_symbols_portable(block, symbols)
+                );
+            }
+            for seed in 1..100 {
+                let bytes = soup(seed, BLOCK);
+                assert_eq!(
+                    letters_symbols(&bytes, symbols),
+                    letters_symbols_portable(&bytes, symbols)
+                );
+            }
+        }
+        for block in all.chunks(BLOCK) {
+            assert_eq!(whitespace(block), whitespace_portable(block));
+        }
+    }
+
     fn longest_run(bits: &[bool]) -> usize {
         let (mut best, mut cur) = (0, 0);
         for &b in bits {
@@ -243,16 +361,23 @@ mod tests {
                 .map(|b| if b % 7 == 0 { b' ' } else { b'a' })
                 .collect();
             let plain: Vec<bool> = bytes.iter().map(|b| *b == b'a').collect();
-            for min in [1u32, 2, 9, 16, 24, 63, 64] {
-                let mut finder = RunFinder::new(min);
+            fn check<const MIN: u32>(bytes: &[u8], plain: &[bool], seed: u32) {
+                let mut finder = RunFinder::<MIN>::default();
                 let mut found = false;
-                for_each_block(&bytes, |_, c| found |= finder.push(c.letter));
+                for_each_block(bytes, |_, c| found |= finder.push(c.letter));
                 assert_eq!(
                     found,
-                    longest_run(&plain) >= min as usize,
-                    "seed {seed} min {min}"
+                    longest_run(plain) >= MIN as usize,
+                    "seed {seed} min {MIN}"
                 );
             }
+            check::<1>(&bytes, &plain, seed);
+            check::<2>(&bytes, &plain, seed);
+            check::<9>(&bytes, &plain, seed);
+            check::<16>(&bytes, &plain, seed);
+            check::<20>(&bytes, &plain, seed);
+            check::<63>(&bytes, &plain, seed);
+            check::<64>(&bytes, &plain, seed);
         }
     }
 

@@ -5,8 +5,8 @@ use super::classes::{for_each_block, RunFinder};
 
 /// Shortest base64 or hex run worth decoding.
 pub const MIN_ENCODED_RUN: u32 = 16;
-/// Token bytes in a row that make the prefix-less DLP formats worth checking.
-pub const MIN_TOKEN_RUN: u32 = 24;
+/// Token bytes in a row that make the long-token DLP formats worth checking.
+pub const MIN_TOKEN_RUN: u32 = 20;
 /// Digits (single spaces or dashes between them allowed) that make a number worth checking.
 pub const MIN_DIGITS: usize = 9;
 
@@ -15,7 +15,8 @@ pub const MIN_DIGITS: usize = 9;
 pub struct Runs {
     /// A run of [`MIN_ENCODED_RUN`] base64-alphabet bytes (base64 and hex payloads need one).
     pub encoded: bool,
-    /// A run of [`MIN_TOKEN_RUN`] token bytes (letters, digits, `_`, `-`).
+    /// A run of [`MIN_TOKEN_RUN`] token bytes (letters, digits, `_`, `-`): every prefix-less
+    /// format needs one, and so does every format whose rule is gated by `Trigger::Token`.
     pub token: bool,
     /// [`MIN_DIGITS`] digits in a row, each pair joined by at most one space or dash (card
     /// numbers, SSNs, IBANs).
@@ -34,11 +35,11 @@ impl Runs {
 /// Looks at `bytes` once.
 #[must_use]
 pub fn runs(bytes: &[u8]) -> Runs {
-    let mut encoded = RunFinder::new(MIN_ENCODED_RUN);
-    let mut token = RunFinder::new(MIN_TOKEN_RUN);
+    let mut encoded = RunFinder::<MIN_ENCODED_RUN>::default();
+    let mut token = RunFinder::<MIN_TOKEN_RUN>::default();
     // Digits with single joiners form a run of at least MIN_DIGITS bytes in which no two
     // joiners touch; such a run only makes a candidate, confirmed by the exact count below.
-    let mut numeric = RunFinder::new(u32::try_from(MIN_DIGITS).unwrap_or(9));
+    let mut numeric = RunFinder::<{ MIN_DIGITS as u32 }>::default();
     let mut found = Runs {
         encoded: false,
         token: false,
@@ -46,9 +47,9 @@ pub fn runs(bytes: &[u8]) -> Runs {
     };
     let mut candidate = false;
     for_each_block(bytes, |_, c| {
-        found.encoded |= encoded.push(c.base64());
-        found.token |= token.push(c.token());
-        let joiner = c.space | c.dash;
+        found.encoded |= encoded.push(c.base64);
+        found.token |= token.push(c.token);
+        let joiner = c.joiner;
         let lone_joiner = joiner & !(joiner << 1) & !(joiner >> 1);
         candidate |= numeric.push(c.digit | lone_joiner);
     });
@@ -106,12 +107,12 @@ mod tests {
 
     #[test]
     fn runs_are_found_wherever_they_start() {
-        for len in [15usize, 16, 23, 24, 25, 40, 70, 130] {
+        for len in [15usize, 16, 19, 20, 21, 40, 70, 130] {
             for offset in 0..70 {
                 let text = format!("{}{} tail", "x ".repeat(offset), "a".repeat(len));
                 let found = runs(text.as_bytes());
                 assert_eq!(found.encoded, len >= 16, "len {len} offset {offset}");
-                assert_eq!(found.token, len >= 24, "len {len} offset {offset}");
+                assert_eq!(found.token, len >= 20, "len {len} offset {offset}");
                 let digits = format!("{}{}", "x ".repeat(offset), "7".repeat(len % 12));
                 assert_eq!(runs(digits.as_bytes()).digits, len % 12 >= 9);
             }

@@ -59,6 +59,9 @@ pub struct DlpScanner {
     gates: Vec<Gate>,
     /// Literal prefixes (case-sensitive).
     exact: LiteralTrigger,
+    /// Literal prefixes of long-token formats (case-sensitive), searched only in text with a
+    /// long token run.
+    token: LiteralTrigger,
     /// Assignment keywords (ASCII case-insensitive).
     folded: LiteralTrigger,
 }
@@ -73,6 +76,7 @@ impl DlpScanner {
         let mut rules = Vec::new();
         let mut gates = Vec::new();
         let mut exact_literals: Vec<(&str, usize)> = Vec::new();
+        let mut token_literals: Vec<(&str, usize)> = Vec::new();
         let mut folded_literals: Vec<(&str, usize)> = Vec::new();
 
         let overridden = |builtin: &BuiltinRule| {
@@ -97,6 +101,10 @@ impl DlpScanner {
                 gates.push(match builtin.trigger {
                     Trigger::Exact(literals) => {
                         exact_literals.extend(literals.iter().map(|l| (*l, index)));
+                        Gate::Literal
+                    }
+                    Trigger::Token(literals) => {
+                        token_literals.extend(literals.iter().map(|l| (*l, index)));
                         Gate::Literal
                     }
                     Trigger::Folded(literals) => {
@@ -133,11 +141,13 @@ impl DlpScanner {
         }
 
         let exact = LiteralTrigger::new(exact_literals, false)?;
+        let token = LiteralTrigger::new(token_literals, false)?;
         let folded = LiteralTrigger::new(folded_literals, true)?;
         Ok(Self {
             rules,
             gates,
             exact,
+            token,
             folded,
         })
     }
@@ -159,6 +169,9 @@ impl DlpScanner {
     pub fn scan_with(&self, text: &str, view: &'static str, runs: Runs) -> Vec<Finding> {
         let mut armed = vec![false; self.rules.len()];
         self.exact.arm(text.as_bytes(), &mut armed);
+        if runs.token {
+            self.token.arm(text.as_bytes(), &mut armed);
+        }
         // Every case-folded rule needs its keyword right before a `:` or `=` (an assignment,
         // or a URL scheme), so only the text just before those separators is searched.
         for window in keyword_windows(text.as_bytes()) {

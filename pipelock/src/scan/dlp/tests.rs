@@ -190,3 +190,27 @@ fn odd_input_does_not_panic() {
         let _ = scanner.scan(text, "raw");
     }
 }
+
+/// Rules gated on a long token run must only match text that has one: their positive cases'
+/// matches each hold a run, and the gate closed means no literal search at all.
+#[test]
+fn token_gated_rules_match_only_long_tokens() {
+    let all = cases();
+    for rule in BUILTIN_RULES {
+        if !matches!(rule.trigger, Trigger::Token(_)) {
+            continue;
+        }
+        let (_, positive, _) = all
+            .iter()
+            .find(|(id, _, _)| *id == rule.id)
+            .unwrap_or_else(|| panic!("{} has no case", rule.id));
+        let regex = Regex::new(rule.regex).expect("compiles");
+        let found = regex.find(positive).expect("the positive case matches");
+        assert!(
+            crate::scan::runs::runs(found.as_str().as_bytes()).token,
+            "{}: {:?} has no long token run",
+            rule.id,
+            found.as_str()
+        );
+    }
+}
