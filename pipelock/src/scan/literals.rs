@@ -1,6 +1,6 @@
 //! Literal triggers: a set of literals, each arming one or more rules, searched with
 //! Aho-Corasick automata small enough for its SIMD (Teddy) searcher. DLP uses them for key
-//! prefixes and assignment keywords, injection for its keywords.
+//! prefixes and assignment keywords (injection keywords use [`super::keywords`]).
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 

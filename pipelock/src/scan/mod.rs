@@ -10,6 +10,7 @@ pub mod dlp;
 pub mod env_secrets;
 pub mod finding;
 pub mod injection;
+pub mod keywords;
 pub mod literals;
 pub mod normalize;
 pub mod runs;

@@ -21,52 +21,47 @@ pub fn is_invisible(c: char) -> bool {
 }
 
 /// ASCII text lowercased, each run of whitespace turned into one space; `None` when the text
-/// is not ASCII (use [`normalize`]).
+/// is not ASCII (use [`normalize`]). One pass, 64 bytes at a time: blocks without a tab, line
+/// break or double space are lowercased wholesale.
 #[must_use]
 pub fn lower_ascii(text: &str) -> Option<String> {
-    text.is_ascii()
-        .then(|| collapse_whitespace(&text.to_ascii_lowercase()).into_owned())
-}
-
-/// `text` with each run of whitespace turned into one space; borrowed when there is nothing
-/// to change (the common case: single spaces, no tabs or line breaks).
-#[must_use]
-pub fn collapse_whitespace(text: &str) -> std::borrow::Cow<'_, str> {
+    use super::classes::{whitespace, BLOCK};
+    if !text.is_ascii() {
+        return None;
+    }
     let bytes = text.as_bytes();
-    let plain = memchr::memchr3(b'\n', b'\t', b'\r', bytes).is_none()
-        && memchr::memchr2(b'\x0b', b'\x0c', bytes).is_none()
-        && memchr::memmem::find(bytes, b"  ").is_none()
-        && text.is_ascii();
-    if plain {
-        return std::borrow::Cow::Borrowed(text);
-    }
-    if text.is_ascii() {
-        // Byte loop for the common ASCII case.
-        let mut out: Vec<u8> = Vec::with_capacity(text.len());
-        let mut last_space = false;
-        for &b in text.as_bytes() {
-            let space = matches!(b, b' ' | b'\t' | b'\n' | b'\r' | b'\x0b' | b'\x0c');
-            if !(space && last_space) {
-                out.push(if space { b' ' } else { b });
-            }
-            last_space = space;
-        }
-        return std::borrow::Cow::Owned(String::from_utf8(out).unwrap_or_default());
-    }
-    let mut out = String::with_capacity(text.len());
-    let mut last_space = false;
-    for c in text.chars() {
-        if c.is_whitespace() {
-            if !last_space {
-                out.push(' ');
-            }
-            last_space = true;
+    let mut out: Vec<u8> = Vec::with_capacity(bytes.len());
+    let mut padded = [0u8; BLOCK];
+    let mut carry = 0u64;
+    for block in bytes.chunks(BLOCK) {
+        let full: &[u8] = if block.len() == BLOCK {
+            block
         } else {
-            out.push(c);
-            last_space = false;
+            padded[..block.len()].copy_from_slice(block);
+            padded[block.len()..].fill(0);
+            &padded
+        };
+        let (spaces, others) = whitespace(full);
+        let ws = spaces | others;
+        let drop = ws & ((ws << 1) | carry);
+        carry = ws >> 63;
+        if drop == 0 && others == 0 {
+            out.extend(block.iter().map(u8::to_ascii_lowercase));
+            continue;
+        }
+        for (i, &b) in block.iter().enumerate() {
+            if drop >> i & 1 == 1 {
+                continue;
+            }
+            out.push(if ws >> i & 1 == 1 {
+                b' '
+            } else {
+                b.to_ascii_lowercase()
+            });
         }
     }
-    std::borrow::Cow::Owned(out)
+    // Only ASCII bytes were written.
+    String::from_utf8(out).ok()
 }
 
 /// The normalized view of any text.
@@ -196,21 +191,44 @@ fn confusable(c: char) -> Option<char> {
 /// `1gn0re`)? Version strings such as `gpt-4o` or `v2` do not count.
 #[must_use]
 pub fn may_hold_leet(text: &str) -> bool {
-    // A branch-free check per block (vectorized) first: most text has no such byte at all.
-    let any_leet = text
-        .as_bytes()
-        .chunks(64)
-        .any(|block| block.iter().fold(false, |seen, b| seen | is_leet(*b)));
-    any_leet
-        && text
-            .as_bytes()
-            .windows(3)
-            .any(|w| is_leet(w[1]) && w[0].is_ascii_alphabetic() && w[2].is_ascii_alphabetic())
+    use super::classes::{letters_symbols, BLOCK};
+    let bytes = text.as_bytes();
+    // A branch-free check per block (vectorized) first: most prose has no such byte at all.
+    let any_leet = bytes.chunks(BLOCK).any(|block| {
+        block.iter().fold(false, |seen, b| {
+            seen | matches!(b, b'0' | b'1' | b'3' | b'4' | b'5' | b'7' | b'@' | b'$')
+        })
+    });
+    if !any_leet {
+        return false;
+    }
+    let mut padded = [0u8; BLOCK];
+    // Whether the last byte of the previous block is a letter.
+    let mut carry = 0u64;
+    for (k, block) in bytes.chunks(BLOCK).enumerate() {
+        let full: &[u8] = if block.len() == BLOCK {
+            block
+        } else {
+            padded[..block.len()].copy_from_slice(block);
+            padded[block.len()..].fill(0);
+            &padded
+        };
+        let m = letters_symbols(full, LEET_BYTES);
+        let mut after_letter = m.symbol & ((m.letter << 1) | carry);
+        carry = m.letter >> 63;
+        while after_letter != 0 {
+            let at = k * BLOCK + after_letter.trailing_zeros() as usize;
+            after_letter &= after_letter - 1;
+            if bytes.get(at + 1).is_some_and(u8::is_ascii_alphabetic) {
+                return true;
+            }
+        }
+    }
+    false
 }
 
-fn is_leet(b: u8) -> bool {
-    matches!(b, b'0' | b'1' | b'3' | b'4' | b'5' | b'7' | b'@' | b'$')
-}
+/// The bytes leetspeak uses for letters.
+const LEET_BYTES: &[u8] = b"013457@$";
 
 /// Leetspeak read as letters (0→o 1→i 3→e 4→a 5→s 7→t @→a $→s), lowercased.
 #[must_use]
@@ -253,6 +271,20 @@ mod tests {
             lower_ascii("You  ARE\n\tnow").as_deref(),
             Some("you are now")
         );
+        // Runs that cross the 64-byte blocks, at every offset.
+        for offset in 0..70 {
+            let text = format!(
+                "{}A \n\t B\r\n{}C  ",
+                "x".repeat(offset),
+                " ".repeat(offset % 3)
+            );
+            let expected = format!("{}a b {}c ", "x".repeat(offset), "");
+            assert_eq!(
+                lower_ascii(&text).as_deref(),
+                Some(expected.as_str()),
+                "{offset}"
+            );
+        }
         assert_eq!(lower_ascii("é"), None);
     }
 
@@ -262,6 +294,15 @@ mod tests {
         assert!(may_hold_leet("pr3vious"));
         assert!(!may_hold_leet("in 2024 we had 45 people"));
         assert!(!may_hold_leet("model gpt-4o, api v2"));
+        // Across the 64-byte blocks.
+        for offset in 0..70 {
+            let text = format!("{}pr3v", " ".repeat(offset));
+            assert!(may_hold_leet(&text), "{offset}");
+            assert!(
+                !may_hold_leet(&format!("{}pr3", " ".repeat(offset))),
+                "{offset}"
+            );
+        }
         assert_eq!(
             fold_leet("1gn0r3 pr3v10u5 1n5truct10n5"),
             "ignore previous instructions"

@@ -14,8 +14,8 @@ use regex::{Regex, RegexBuilder};
 
 use super::decode::{decoded_views_with, has_long_run};
 use super::finding::{redact, rule_slug, Finding, ScannerKind};
-use super::literals::LiteralTrigger;
-use super::normalize::{collapse_whitespace, fold_leet, lower_ascii, may_hold_leet, normalize};
+use super::keywords::{KeywordError, Keywords};
+use super::normalize::{fold_leet, lower_ascii, may_hold_leet, normalize};
 use crate::config::{ResponseScanning, Severity};
 use patterns::BUILTIN_PATTERNS;
 
@@ -28,8 +28,8 @@ pub enum InjectionBuildError {
         #[source]
         source: regex::Error,
     },
-    #[error("injection keyword prefilter: {0}")]
-    Prefilter(#[from] aho_corasick::BuildError),
+    #[error("injection keywords: {0}")]
+    Keywords(#[from] KeywordError),
 }
 
 #[derive(Debug)]
@@ -45,9 +45,9 @@ struct Pattern {
 pub struct InjectionScanner {
     patterns: Vec<Pattern>,
     /// Keywords of the patterns matched on whitespace-collapsed views.
-    keywords: LiteralTrigger,
+    keywords: Keywords,
     /// Keywords of the line-anchored patterns, matched on the lowercased text as it is.
-    line_keywords: LiteralTrigger,
+    line_keywords: Keywords,
     /// Patterns without keywords (custom ones), run on every view.
     always: Vec<usize>,
 }
@@ -110,8 +110,8 @@ impl InjectionScanner {
         }
         Ok(Self {
             patterns,
-            keywords: LiteralTrigger::new(keywords, false)?,
-            line_keywords: LiteralTrigger::new(line_keywords, false)?,
+            keywords: Keywords::new(keywords)?,
+            line_keywords: Keywords::new(line_keywords)?,
             always,
         })
     }
@@ -127,27 +127,31 @@ impl InjectionScanner {
     pub fn scan(&self, text: &str) -> Vec<Finding> {
         let mut found = vec![false; self.patterns.len()];
         let mut findings = Vec::new();
-        // Lowercased with line breaks kept: the view of line-anchored patterns.
-        let ascii = text.is_ascii();
-        let lowered = if ascii {
-            text.to_ascii_lowercase()
-        } else {
-            text.to_lowercase()
-        };
-        self.scan_view(
-            &lowered,
-            "raw",
-            &self.line_keywords,
-            false,
-            &mut found,
-            &mut findings,
-        );
-        let (primary, primary_name) = if ascii {
-            (collapse_whitespace(&lowered), "lowercased")
-        } else {
-            (std::borrow::Cow::Owned(normalize(text)), "normalized")
-        };
         let views = &self.keywords;
+        let ascii = lower_ascii(text);
+        let (primary, primary_name) = match ascii {
+            Some(lowered) => (lowered, "lowercased"),
+            None => (normalize(text), "normalized"),
+        };
+        // The line-anchored patterns need the text lowercased with its line breaks kept. Their
+        // keywords hold no whitespace, so ASCII text only needs that view when the primary
+        // view holds one of them.
+        let mut line_hit = primary_name == "normalized";
+        if !line_hit {
+            self.line_keywords
+                .for_each_hit(primary.as_bytes(), |_, _| line_hit = true);
+        }
+        if line_hit {
+            let lowered = text.to_lowercase();
+            self.scan_view(
+                &lowered,
+                "raw",
+                &self.line_keywords,
+                false,
+                &mut found,
+                &mut findings,
+            );
+        }
         self.scan_view(
             &primary,
             primary_name,
@@ -171,7 +175,7 @@ impl InjectionScanner {
         &self,
         view: &str,
         name: &'static str,
-        trigger: &LiteralTrigger,
+        trigger: &Keywords,
         with_custom: bool,
         found: &mut [bool],
         findings: &mut Vec<Finding>,

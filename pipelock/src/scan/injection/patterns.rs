@@ -1,7 +1,9 @@
 //! The built-in prompt-injection patterns. Each has a stable id, a severity, a regex matched
 //! against lowercased text whose whitespace runs are single spaces, and keywords: the regex
 //! only runs around them, so every match of a pattern must contain one of its keywords.
-//! Keywords are lowercase, with single spaces between words.
+//! Keywords are lowercase, with single spaces between words, and at least four bytes long. A
+//! keyword that starts with an ASCII letter is only looked for at word starts (see
+//! [`crate::scan::keywords`]), so every match must hold one there.
 
 use crate::config::Severity::{self, Critical, High, Medium};
 
@@ -75,7 +77,7 @@ pub const BUILTIN_PATTERNS: &[BuiltinPattern] = &[
         &["dan mode", "developer mode", "jailbreak", "do anything now", "sudo mode", "god mode"]),
     pattern("role_play_impersonation", "Unrestricted Role-Play", High,
         r"\b(?:pretend|act|behave|roleplay|role-play)\s+(?:to\s+be|as\s+if\s+you\s+(?:are|were)|as|like)\s+(?:an?\s+)?(?:unrestricted|unfiltered|evil|malicious|uncensored|amoral|jailbroken)",
-        &["pretend", "act as", "act like", "behave", "roleplay", "role-play"]),
+        &["pretend", "act as", "act like", "act to be", "behave", "roleplay", "role-play"]),
     pattern("behavior_override", "Behavior Override", Medium,
         r"\bfrom\s+now\s+on,?\s+(?:you\s+)?(?:will|must|shall|are\s+to|should|have\s+to)\b",
         &["from now on"]),
@@ -101,7 +103,7 @@ pub const BUILTIN_PATTERNS: &[BuiltinPattern] = &[
         r"\b(?:send|give|provide|share|reveal|show|tell|paste|print|output|leak|disclose|include|list)\s+(?:me\s+|us\s+)?(?:your|the|all|any)\s+(?:stored\s+)?(?:api\s*keys?|passwords?|credentials|secrets?|(?:access\s+|auth\s+)?tokens?|private\s+keys?|ssh\s+keys?|env(?:ironment)?\s+variables|\.env\b|session\s+cookies?)",
         &["api key", "apikey", "password", "credential", "secret", "token", "private key", "ssh key", "environment variable", "env variable", ".env", "cookie"]),
     pattern("credential_path_directive", "Credential Path Directive", High,
-        r"\b(?:read|cat|open|upload|send|copy|exfiltrate|include|attach|print|load|fetch|post)\b[^\n]{0,60}(?:~/\.ssh|\.ssh/id_(?:rsa|ed25519|ecdsa|dsa)|\.aws/credentials|/etc/shadow|/etc/passwd|\.npmrc|\.pypirc|\.netrc|\.kube/config|kubeconfig|\.git-credentials|\.docker/config\.json|\bid_rsa\b|\bid_ed25519\b|\.env\b)",
+        r"\b(?:read|cat|open|upload|send|copy|exfiltrate|include|attach|print|load|fetch|post)\b[^\n]{0,60}(?:~/\.ssh|\.ssh/id_(?:rsa|ed25519|ecdsa|dsa)|\.aws/credentials|/etc/shadow|/etc/passwd|\.npmrc|\.pypirc|\.netrc|\.kube/config|\bkubeconfig|\.git-credentials|\.docker/config\.json|\bid_rsa\b|\bid_ed25519\b|\.env\b)",
         &[".ssh", ".aws", "/etc/shadow", "/etc/passwd", ".npmrc", ".pypirc", ".netrc", "kube", ".env", "id_rsa", "id_ed25519", "git-credentials", ".docker"]),
     pattern("exfiltration_directive", "Exfiltration Directive", Critical,
         r"\b(?:send|post|upload|forward|transmit|exfiltrate|leak|copy|pipe|curl)\s+(?:it|them|this|that|everything|(?:all\s+|the\s+)?(?:data|contents?|files?|results?|output|conversation|history|keys?|secrets?|credentials|tokens?))\s+(?:to|into|at)\s+(?:https?://|ftp://|[\w.+-]+@[\w-]+\.[\w.]+|(?:my|our|this|the\s+following)\s+(?:server|endpoint|webhook|url)|[\w-]+\.(?:com|net|org|io|xyz|ru|cn|top|site)\b)",
@@ -111,7 +113,9 @@ pub const BUILTIN_PATTERNS: &[BuiltinPattern] = &[
         &["secretly", "silently", "quietly", "covertly", "stealthily", "without telling", "without informing", "without notifying", "without alerting", "without asking"]),
     pattern("silent_credential_handling", "Silent Credential Handling", High,
         r"\b(?:do\s+not|don'?t|never)\s+(?:mention|tell|inform|show|reveal|disclose|alert|notify|log)\s+(?:this|it|that|the\s+user|anyone|them)\b[^\n]{0,80}\b(?:keys?|passwords?|tokens?|credentials?|secrets?)\b",
-        &["not mention", "t mention", "never mention", "not tell", "t tell", "never tell", "not inform", "t inform", "not show", "t show", "not reveal", "t reveal", "not disclose", "t disclose", "not alert", "t alert", "not notify", "t notify", "not log", "t log", "never log", "never reveal", "never disclose"]),
+        &["not mention", "t mention", "never mention", "not tell", "t tell", "never tell", "not inform", "t inform", "not show", "t show", "not reveal", "t reveal", "not disclose", "t disclose", "not alert", "t alert", "not notify", "t notify", "not log", "t log", "never log", "never reveal", "never disclose",
+          "dont mention", "dont tell", "dont inform", "dont show", "dont reveal", "dont disclose", "dont alert", "dont notify", "dont log",
+          "never inform", "never show", "never alert", "never notify"]),
     pattern("memory_persistence", "Memory Persistence Directive", Medium,
         r"\b(?:remember|memorize|store|save|persist|keep)\s+(?:this|these|that|the\s+following)\s+(?:instructions?\s+)?(?:for\s+(?:all\s+)?(?:future|later|every|all)|permanently|forever|across\s+(?:all\s+)?(?:sessions|conversations|chats))|\b(?:add|write|save|store)\s+(?:this|these|that|the\s+following)\s+(?:instructions?\s+)?(?:to|in|into)\s+(?:your\s+)?(?:long[-\s]term\s+)?memory",
         &["remember", "memorize", "store", "save", "persist", "keep", "memory"]),
@@ -120,7 +124,7 @@ pub const BUILTIN_PATTERNS: &[BuiltinPattern] = &[
         &["always recommend", "always prefer", "always suggest", "always endorse", "always promote", "on recommend", "on prefer", "on suggest", "user prefers", "user wants", "user has asked", "user always wants"]),
     pattern("model_boundary_token", "Model Boundary Token", High,
         r"<\|(?:im_start|im_end|endoftext|system|user|assistant|begin_of_text|end_of_text|start_header_id|end_header_id|eot_id)\|>|\[/?inst\]|<</?sys>>|\[/?system\]|<\|?(?:system|assistant)\|?>\s*\n",
-        &["<|", "[inst]", "[/inst]", "<<sys>>", "<</sys>>", "[system]", "[/system]", "<system", "<assistant"]),
+        &["<|im_start", "<|im_end", "<|endoftext", "<|system", "<|user", "<|assistant", "<|begin_of_text", "<|end_of_text", "<|start_header_id", "<|end_header_id", "<|eot_id", "[inst]", "[/inst]", "<<sys>>", "<</sys>>", "[system]", "[/system]", "<system", "<assistant"]),
     // Non-English instruction overrides.
     pattern("override_zh", "Instruction Override (Chinese)", High,
         r"(?:忽略|无视|忽视|不要理会|忘记|忘掉|跳过)(?:掉)?(?:你)?(?:之前|以前|先前|上面|上述|前面|所有|全部|此前)(?:的)?(?:所有|全部)?(?:的)?(?:指令|指示|说明|规则|提示|命令|要求)",
