@@ -429,3 +429,102 @@ fn request_bodies_and_headers_follow_request_body_scanning() {
     .expect("check");
     assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
 }
+
+/// `check --body` with a content type: structured bodies are read as their type (escapes,
+/// percent-encoding and transfer encodings undone), and bodies that cannot be read are blocked
+/// (fail closed), except where enforcement is off.
+#[test]
+fn request_bodies_are_read_by_content_type_and_unreadable_ones_blocked() {
+    let body_check = |content_type: &str, body: &[u8], extra: &[&str]| {
+        let mut args = vec![
+            "check",
+            "--json",
+            "--body",
+            "-",
+            "--content-type",
+            content_type,
+        ];
+        args.extend(extra);
+        run_pipelock(&args, Some(body), TIMEOUT).expect("check")
+    };
+
+    // A key hidden by JSON escapes, read from the parsed value.
+    let output = body_check(
+        "application/json",
+        br#"{"input":"\u0041\u004bIAIOSFODNN7EXAMPLE"}"#,
+        &[],
+    );
+    assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+    assert!(rule_ids(&output).contains(&"dlp.aws_access_key_id".to_string()));
+
+    // A form value with the key percent-encoded.
+    let output = body_check(
+        "application/x-www-form-urlencoded",
+        b"q=hello&k=%41%4BIAIOSFODNN7EXAMPLE",
+        &[],
+    );
+    assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+
+    // A multipart upload whose file part is base64.
+    let multipart = b"--b0undary\r\nContent-Disposition: form-data; name=\"file\"; filename=\"creds.txt\"\r\nContent-Transfer-Encoding: base64\r\n\r\nQUtJQUlPU0ZP\r\nRE5ON0VYQU1QTEU=\r\n--b0undary--\r\n";
+    let output = body_check("multipart/form-data; boundary=b0undary", multipart, &[]);
+    assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+    assert!(rule_ids(&output).contains(&"dlp.aws_access_key_id".to_string()));
+
+    // The same clean bodies pass.
+    let output = body_check("application/json", br#"{"input":"hello world"}"#, &[]);
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+
+    // Unreadable bodies: invalid JSON, a malformed form escape, multipart without a boundary,
+    // and a compressed body.
+    for (content_type, body, extra, rule) in [
+        (
+            "application/json",
+            &b"{\"input\": "[..],
+            &[][..],
+            "body.unparseable",
+        ),
+        (
+            "application/x-www-form-urlencoded",
+            b"a=%zz",
+            &[],
+            "body.unparseable",
+        ),
+        (
+            "multipart/form-data",
+            b"--x\r\n\r\nhi\r\n--x--",
+            &[],
+            "body.unparseable",
+        ),
+        (
+            "text/plain",
+            b"\x1f\x8b\x08\x00",
+            &["--header", "Content-Encoding: gzip"],
+            "body.encoded",
+        ),
+    ] {
+        let output = body_check(content_type, body, extra);
+        assert_eq!(
+            output.status.code(),
+            Some(1),
+            "{content_type}: {}",
+            describe(&output)
+        );
+        assert!(
+            rule_ids(&output).contains(&rule.to_string()),
+            "{content_type}: {}",
+            describe(&output)
+        );
+    }
+
+    // With enforcement off the same invalid JSON only warns.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let audit = write_file(dir.path(), "audit.yaml", "version: 1\nmode: audit\n").expect("config");
+    let output = body_check(
+        "application/json",
+        b"{\"input\": ",
+        &["--config", audit.to_str().expect("utf-8")],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    assert!(rule_ids(&output).contains(&"body.unparseable".to_string()));
+}

@@ -41,8 +41,9 @@ pub struct CheckArgs {
     /// `request_body_scanning.action`, and blocked when larger than `max_body_bytes`.
     #[arg(long, group = "input")]
     body: Option<PathBuf>,
-    /// With `--body`: its content type (decides nothing yet beyond the report; every body
-    /// is scanned as text with its decodings).
+    /// With `--body`: its content type, which decides how it is read: JSON keys, strings and
+    /// numbers; form keys and values; multipart parts (base64 and quoted-printable undone);
+    /// anything else as text. A body that does not parse as its type is blocked.
     #[arg(long, requires = "body")]
     content_type: Option<String>,
     /// Outbound request header `Name: value` to scan (repeatable; with or without `--body`).
@@ -179,12 +180,36 @@ fn check_request(args: &CheckArgs) -> anyhow::Result<u8> {
     let scanner = Scanner::new(&config).context("cannot build the scanners")?;
     let enforcement = enforcement(&config, section.action == config::BlockOrWarn::Block);
     let mut judged: Vec<(Finding, Enforcement)> = Vec::new();
+    // What cannot be scanned is blocked (audit mode and `enforce: false` only warn).
+    let fail_closed = self::enforcement(&config, true);
+    let unscannable = |rule_id: &str, reason: String, len: usize| Finding {
+        rule_id: rule_id.to_string(),
+        rule_name: reason,
+        scanner: crate::scan::ScannerKind::Dlp,
+        severity: config::Severity::Critical,
+        span: 0..len,
+        view: "raw",
+        preview: String::new(),
+    };
     for header in &args.headers {
         let Some((name, value)) = header.split_once(':') else {
             eprintln!("error: --header {header:?} is not `Name: value`");
             return Ok(EXIT_USAGE);
         };
         let name = name.trim();
+        if args.body.is_some() && name.eq_ignore_ascii_case("content-encoding") {
+            let coding = value.trim();
+            if !coding.eq_ignore_ascii_case("identity") && !coding.is_empty() {
+                judged.push((
+                    unscannable(
+                        "body.encoded",
+                        format!("Body with Content-Encoding {coding} cannot be scanned"),
+                        0,
+                    ),
+                    fail_closed,
+                ));
+            }
+        }
         let scanned = section.scan_headers
             && !section
                 .ignore_headers
@@ -208,33 +233,31 @@ fn check_request(args: &CheckArgs) -> anyhow::Result<u8> {
         let body = read_input_bytes(path)?;
         let limit = usize::try_from(section.max_body_bytes).unwrap_or(usize::MAX);
         if body.len() > limit {
-            // Too large to scan: fail closed (audit mode and enforce: false only warn).
-            let finding = Finding {
-                rule_id: "body.too_large".to_string(),
-                rule_name: format!(
-                    "Body of {} bytes exceeds max_body_bytes ({limit})",
-                    body.len()
-                ),
-                scanner: crate::scan::ScannerKind::Dlp,
-                severity: config::Severity::Critical,
-                span: 0..body.len(),
-                view: "raw",
-                preview: String::new(),
-            };
-            judged.push((finding, self::enforcement(&config, true)));
+            let reason = format!(
+                "Body of {} bytes exceeds max_body_bytes ({limit})",
+                body.len()
+            );
+            judged.push((
+                unscannable("body.too_large", reason, body.len()),
+                fail_closed,
+            ));
         } else if section.enabled {
-            let text = String::from_utf8_lossy(&body);
-            judged.extend(
-                scanner
-                    .scan_outbound(&text)
-                    .into_iter()
-                    .map(|f| (f, enforcement)),
-            );
-        }
-        if let Some(content_type) = &args.content_type {
-            eprintln!(
-                "note: body scanned as text with its decodings (content type {content_type})"
-            );
+            match crate::scan::body::extract(&body, args.content_type.as_deref()) {
+                Ok(segments) => {
+                    for segment in segments {
+                        judged.extend(
+                            scanner
+                                .scan_outbound(&segment.text)
+                                .into_iter()
+                                .map(|f| (f, enforcement)),
+                        );
+                    }
+                }
+                Err(error) => judged.push((
+                    unscannable("body.unparseable", error.to_string(), body.len()),
+                    fail_closed,
+                )),
+            }
         }
     }
     report(&config, &judged, args.json)

@@ -219,7 +219,8 @@ fn mostly_text(bytes: &[u8]) -> bool {
         || std::str::from_utf8(bytes).is_ok_and(|s| !s.chars().any(char::is_control))
 }
 
-fn decode_base64(run: &[u8]) -> Option<Vec<u8>> {
+/// Standard or URL-safe base64, padding optional; `None` on any other byte.
+pub(crate) fn decode_base64(run: &[u8]) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(run.len() * 3 / 4);
     let mut acc = 0u32;
     let mut bits = 0;

@@ -4,6 +4,8 @@
 //! `Arc`; scanning borrows the input and returns [`Finding`]s. Deciding what to do about a
 //! finding (block, warn) is the policy's job, not the scanner's.
 
+pub mod body;
+pub mod budget;
 pub mod classes;
 pub mod decode;
 pub mod dlp;

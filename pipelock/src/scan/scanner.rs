@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use super::budget::DomainBudgets;
 use super::dlp::DlpBuildError;
 use super::injection::{InjectionBuildError, InjectionScanner};
 use super::shell::ShellScanner;
@@ -28,6 +29,7 @@ pub struct Scanner {
     injection: Option<InjectionScanner>,
     url: UrlScanner,
     shell: ShellScanner,
+    budgets: DomainBudgets,
 }
 
 impl Scanner {
@@ -48,6 +50,7 @@ impl Scanner {
             injection,
             url: UrlScanner::new(config),
             shell: ShellScanner::new()?,
+            budgets: DomainBudgets::new(&config.fetch_proxy.monitoring, std::time::Instant::now()),
         }))
     }
 
@@ -76,6 +79,14 @@ impl Scanner {
     #[must_use]
     pub fn url(&self) -> &UrlScanner {
         &self.url
+    }
+
+    /// The per-site rate limit and data budget, which the front doors consult before each
+    /// request ([`DomainBudgets::admit`]) and feed after each response
+    /// ([`DomainBudgets::record_bytes`]).
+    #[must_use]
+    pub fn budgets(&self) -> &DomainBudgets {
+        &self.budgets
     }
 
     /// Dangerous or obfuscated shell in a command.
