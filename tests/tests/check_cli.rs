@@ -180,7 +180,7 @@ fn responses_are_scanned_for_injection_with_the_response_action() {
 
     // Sure's deployment config sets response_scanning.action: warn, so the same text only warns.
     let sure = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/fixtures/sure-pipelock.example.yaml");
+        .join("fixtures/sure-pipelock.example.yaml");
     let output = run_pipelock(
         &[
             "check",
@@ -343,7 +343,7 @@ fn request_bodies_and_headers_follow_request_body_scanning() {
 
     // Sure's config: request_body_scanning.action is warn.
     let sure = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/fixtures/sure-pipelock.example.yaml");
+        .join("fixtures/sure-pipelock.example.yaml");
     let output = run_pipelock(
         &[
             "check",

@@ -10,13 +10,9 @@ const TIMEOUT: Duration = Duration::from_secs(20);
 
 fn fixture(name: &str) -> PathBuf {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/fixtures")
+        .join("fixtures")
         .join(name);
-    assert!(
-        path.is_file(),
-        "fixture {} is missing: the shared/ folder must sit beside the repository",
-        path.display()
-    );
+    assert!(path.is_file(), "fixture {} is missing", path.display());
     path
 }
 

@@ -3,8 +3,8 @@
 
 use super::*;
 
-const SURE_COMPOSE: &str = include_str!("../../../../shared/fixtures/sure-pipelock.example.yaml");
-const SURE_HELM: &str = include_str!("../../../../shared/fixtures/sure-helm-rendered.yaml");
+const SURE_COMPOSE: &str = include_str!("../../../tests/fixtures/sure-pipelock.example.yaml");
+const SURE_HELM: &str = include_str!("../../../tests/fixtures/sure-helm-rendered.yaml");
 
 fn error_text(source: &str) -> String {
     match load_str(source, "pipelock.yaml") {
