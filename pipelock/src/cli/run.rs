@@ -12,6 +12,7 @@ use super::EXIT_OK;
 use crate::config::{self, Config};
 use crate::proxy::endpoints::Routes;
 use crate::proxy::{serve, Listener, ServerState};
+use crate::scan::Scanner;
 use crate::telemetry::{init_logging, Metrics};
 
 #[derive(Debug, Args)]
@@ -48,6 +49,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
 }
 
 async fn serve_config(config: Config, source: String) -> anyhow::Result<()> {
+    // Build the scanners and take over the signals before announcing the listeners, so that a
+    // client (or a signal) that follows the "listening" line meets a ready server.
+    let scanner = Scanner::new(&config).context("cannot build the scanners")?;
+    let shutdown = shutdown_signal()?;
     let separate_metrics = !config.metrics_listen.trim().is_empty();
     let mut listeners = vec![
         Listener::bind(
@@ -56,6 +61,7 @@ async fn serve_config(config: Config, source: String) -> anyhow::Result<()> {
             Routes {
                 health: true,
                 metrics: !separate_metrics,
+                proxy: true,
             },
         )
         .await?,
@@ -68,6 +74,7 @@ async fn serve_config(config: Config, source: String) -> anyhow::Result<()> {
                 Routes {
                     health: false,
                     metrics: true,
+                    proxy: false,
                 },
             )
             .await?,
@@ -85,7 +92,7 @@ async fn serve_config(config: Config, source: String) -> anyhow::Result<()> {
     if !pending.is_empty() {
         tracing::warn!(
             features = %pending.join(", "),
-            "enabled in the config but not yet available in this build: no traffic is forwarded, proxy requests are refused with 501"
+            "enabled in the config but not yet available in this build"
         );
     }
     for listener in &listeners {
@@ -99,8 +106,10 @@ async fn serve_config(config: Config, source: String) -> anyhow::Result<()> {
         started: Instant::now(),
         metrics: Metrics::new(&mode),
         mode,
+        config: Arc::new(config),
+        scanner,
     });
-    serve(listeners, state, shutdown_signal()?).await;
+    serve(listeners, state, shutdown).await;
     Ok(())
 }
 
@@ -122,7 +131,6 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
 /// rather than left to assume they are active.
 fn features_not_yet_served(config: &Config) -> Vec<&'static str> {
     [
-        (config.forward_proxy.enabled, "forward_proxy"),
         (config.tls_interception.enabled, "tls_interception"),
         (config.websocket_proxy.enabled, "websocket_proxy"),
         (config.reverse_proxy.enabled, "reverse_proxy"),

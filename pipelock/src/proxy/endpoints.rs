@@ -3,6 +3,7 @@
 //! Routing happens here so that each request is answered by exactly one named endpoint, and
 //! each answer is counted once in `pipelock_http_requests_total`.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use hyper::body::Incoming;
@@ -17,11 +18,23 @@ use crate::telemetry::metrics::CONTENT_TYPE as METRICS_CONTENT_TYPE;
 pub struct Routes {
     pub health: bool,
     pub metrics: bool,
+    /// The forward proxy (CONNECT and absolute URIs).
+    pub proxy: bool,
 }
 
-/// Answers one request on a listener that serves `routes`.
-pub fn route(state: &ServerState, routes: Routes, request: &Request<Incoming>) -> Response<Body> {
-    let (endpoint, response) = dispatch(state, routes, request);
+/// Answers one request on a listener that serves `routes`: a proxy request (CONNECT or an
+/// absolute URI) goes to the forward proxy on the main listener; anything else to one of
+/// Pipelock's own endpoints.
+pub async fn route(
+    state: Arc<ServerState>,
+    routes: Routes,
+    request: Request<Incoming>,
+) -> Response<Body> {
+    let proxy_request = request.method() == Method::CONNECT || request.uri().scheme().is_some();
+    if proxy_request && routes.proxy {
+        return super::forward::handle(state, request).await;
+    }
+    let (endpoint, response) = dispatch(&state, routes, &request);
     state
         .metrics
         .record_http_request(endpoint, response.status().as_u16());
@@ -33,15 +46,14 @@ fn dispatch(
     routes: Routes,
     request: &Request<Incoming>,
 ) -> (&'static str, Response<Body>) {
-    // A proxy request names its target: CONNECT, or an absolute URI. Nothing is forwarded
-    // until the forward proxy, with its scanners, exists.
+    // A proxy request on a listener that does not proxy (the metrics listener).
     if request.method() == Method::CONNECT || request.uri().scheme().is_some() {
         return (
-            "proxy_unavailable",
+            "not_a_proxy",
             response::error(
-                StatusCode::NOT_IMPLEMENTED,
-                "proxy_unavailable",
-                "forward proxying is not available in this build; nothing was forwarded",
+                StatusCode::FORBIDDEN,
+                "not_a_proxy",
+                "this listener does not proxy; nothing was forwarded",
             ),
         );
     }

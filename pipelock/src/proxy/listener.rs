@@ -10,11 +10,12 @@ use std::time::{Duration, Instant};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
 use super::endpoints::{self, Routes};
+use crate::config::Config;
+use crate::scan::Scanner;
 use crate::telemetry::Metrics;
 
 /// How long in-flight connections may take to finish after a shutdown signal.
@@ -28,6 +29,8 @@ pub struct ServerState {
     pub started: Instant,
     pub mode: String,
     pub metrics: Metrics,
+    pub config: Arc<Config>,
+    pub scanner: Arc<Scanner>,
 }
 
 /// Why a listener could not be opened.
@@ -104,7 +107,11 @@ pub async fn serve(
     }
     drop(accepted_tx);
 
-    let graceful = GracefulShutdown::new();
+    // Each connection task holds a clone of `done`; when every clone is gone, all connections
+    // have finished. `stop` tells them to finish their current request and close.
+    let (done, mut all_done) = mpsc::channel::<()>(1);
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let open = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -113,16 +120,32 @@ pub async fn serve(
                 let Some((stream, peer, routes)) = accepted else { break };
                 let state = Arc::clone(&state);
                 let service = service_fn(move |request| {
-                    let response = endpoints::route(&state, routes, &request);
-                    async move { Ok::<_, std::convert::Infallible>(response) }
+                    let state = Arc::clone(&state);
+                    async move {
+                        Ok::<_, std::convert::Infallible>(endpoints::route(state, routes, request).await)
+                    }
                 });
                 let connection = http1::Builder::new()
                     .timer(hyper_util::rt::TokioTimer::new())
                     .header_read_timeout(HEADER_READ_TIMEOUT)
-                    .serve_connection(TokioIo::new(stream), service);
-                let watched = graceful.watch(connection);
+                    .serve_connection(TokioIo::new(stream), service)
+                    .with_upgrades();
+                let done = done.clone();
+                let mut stopping = stopping.clone();
+                let open = Arc::clone(&open);
+                open.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 tokio::spawn(async move {
-                    if let Err(error) = watched.await {
+                    let _done = done;
+                    let mut connection = std::pin::pin!(connection);
+                    let result = tokio::select! {
+                        result = connection.as_mut() => result,
+                        _ = stopping.changed() => {
+                            connection.as_mut().graceful_shutdown();
+                            connection.await
+                        }
+                    };
+                    open.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                    if let Err(error) = result {
                         tracing::debug!(%peer, %error, "connection ended with an error");
                     }
                 });
@@ -133,10 +156,12 @@ pub async fn serve(
     for acceptor in &acceptors {
         acceptor.abort();
     }
-    let in_flight = graceful.count();
+    let in_flight = open.load(std::sync::atomic::Ordering::Relaxed);
     tracing::info!(in_flight, "shutting down: no longer accepting connections");
+    let _ = stop.send(true);
+    drop(done);
     tokio::select! {
-        () = graceful.shutdown() => tracing::info!("shutdown complete"),
+        _ = all_done.recv() => tracing::info!("shutdown complete"),
         () = tokio::time::sleep(SHUTDOWN_GRACE) => {
             tracing::warn!(grace_seconds = SHUTDOWN_GRACE.as_secs(), "shutdown grace period over; closing remaining connections");
         }

@@ -27,11 +27,32 @@ pub struct HttpRequestLabels {
     pub status: u16,
 }
 
+/// Labels of `pipelock_proxy_requests_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProxyRequestLabels {
+    /// `http` (absolute-URI request) or `connect` (tunnel).
+    pub kind: String,
+    /// `allow`, `warn` or `block`.
+    pub verdict: String,
+    /// The scanner behind a warn or block (`url`, `dlp`, `injection`, …), `none` otherwise.
+    pub scanner: String,
+}
+
+/// Labels of `pipelock_proxy_bytes_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DirectionLabels {
+    /// `out` (client to upstream) or `in` (upstream to client).
+    pub direction: String,
+}
+
 /// The process-wide metrics registry.
 #[derive(Clone)]
 pub struct Metrics {
     registry: Arc<Registry>,
     http_requests: Family<HttpRequestLabels, Counter>,
+    proxy_requests: Family<ProxyRequestLabels, Counter>,
+    proxy_bytes: Family<DirectionLabels, Counter>,
+    open_tunnels: Gauge,
 }
 
 impl Metrics {
@@ -68,9 +89,31 @@ impl Metrics {
             http_requests.clone(),
         );
 
+        let proxy_requests = Family::<ProxyRequestLabels, Counter>::default();
+        registry.register(
+            "proxy_requests",
+            "Forward proxy requests and tunnels, by kind, verdict and deciding scanner",
+            proxy_requests.clone(),
+        );
+        let proxy_bytes = Family::<DirectionLabels, Counter>::default();
+        registry.register(
+            "proxy_bytes",
+            "Bytes relayed by the forward proxy, by direction",
+            proxy_bytes.clone(),
+        );
+        let open_tunnels = Gauge::default();
+        registry.register(
+            "open_tunnels",
+            "CONNECT tunnels open now",
+            open_tunnels.clone(),
+        );
+
         Self {
             registry: Arc::new(registry),
             http_requests,
+            proxy_requests,
+            proxy_bytes,
+            open_tunnels,
         }
     }
 
@@ -82,6 +125,31 @@ impl Metrics {
                 status,
             })
             .inc();
+    }
+
+    /// Counts one forward-proxy request or tunnel and its verdict.
+    pub fn record_proxy_request(&self, kind: &str, verdict: &str, scanner: &str) {
+        self.proxy_requests
+            .get_or_create(&ProxyRequestLabels {
+                kind: kind.to_string(),
+                verdict: verdict.to_string(),
+                scanner: scanner.to_string(),
+            })
+            .inc();
+    }
+
+    /// Counts bytes relayed in one direction (`out` or `in`).
+    pub fn record_proxy_bytes(&self, direction: &str, bytes: u64) {
+        self.proxy_bytes
+            .get_or_create(&DirectionLabels {
+                direction: direction.to_string(),
+            })
+            .inc_by(bytes);
+    }
+
+    /// A tunnel opened (`1`) or closed (`-1`).
+    pub fn tunnels(&self, delta: i64) {
+        self.open_tunnels.inc_by(delta);
     }
 
     /// Renders every metric in the OpenMetrics text format.

@@ -1,0 +1,69 @@
+//! Name resolution with the SSRF check, and connecting to the address that passed it.
+
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use tokio::net::TcpStream;
+
+use crate::proxy::ServerState;
+use crate::scan::Finding;
+
+/// How long a lookup may take (the reference uses 5 s; a failed lookup blocks).
+const RESOLVE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long connecting to the upstream may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The addresses a host resolved to, and the SSRF findings about them.
+pub struct Resolved {
+    pub addrs: Vec<SocketAddr>,
+    pub findings: Vec<Finding>,
+}
+
+/// Resolves `host` (a name or an IP literal, without brackets) and checks every address.
+///
+/// # Errors
+/// The lookup failed, timed out or found nothing.
+pub async fn resolve(state: &ServerState, host: &str, port: u16) -> io::Result<Resolved> {
+    let addrs: Vec<SocketAddr> = if let Ok(ip) = host.parse::<IpAddr>() {
+        vec![SocketAddr::new(ip, port)]
+    } else {
+        tokio::time::timeout(RESOLVE_TIMEOUT, tokio::net::lookup_host((host, port)))
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "DNS lookup timed out"))??
+            .collect()
+    };
+    if addrs.is_empty() {
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            "the name resolves to no address",
+        ));
+    }
+    let ips: Vec<IpAddr> = addrs.iter().map(SocketAddr::ip).collect();
+    let findings = state.scanner.url().check_resolved(host, &ips);
+    Ok(Resolved { addrs, findings })
+}
+
+/// Connects to the first of `addrs` that answers (each was vetted by [`resolve`]).
+///
+/// # Errors
+/// No address accepted the connection in time.
+pub async fn connect(addrs: &[SocketAddr]) -> io::Result<TcpStream> {
+    let mut last = io::Error::new(io::ErrorKind::NotFound, "no address to connect to");
+    for addr in addrs {
+        match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
+            Ok(Ok(stream)) => {
+                let _ = stream.set_nodelay(true);
+                return Ok(stream);
+            }
+            Ok(Err(error)) => last = error,
+            Err(_) => {
+                last = io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("connecting to {addr} timed out"),
+                )
+            }
+        }
+    }
+    Err(last)
+}

@@ -1,0 +1,52 @@
+//! Findings to a decision for the forward proxy, through the one policy path.
+
+use crate::policy::{verdict_for, Enforcement, Verdict};
+use crate::proxy::ServerState;
+use crate::scan::Finding;
+
+/// What to do with the traffic so far.
+#[derive(Debug, Default)]
+pub struct Judgement {
+    /// The first finding that blocks, if any.
+    pub block: Option<Finding>,
+    /// Findings that only warn.
+    pub warnings: Vec<Finding>,
+}
+
+impl Judgement {
+    /// Adds findings judged with the config's mode and `enforce`; `section_blocks` is false
+    /// when the section's `action` only warns.
+    pub fn add(&mut self, state: &ServerState, findings: Vec<Finding>, section_blocks: bool) {
+        let enforcement = Enforcement {
+            mode: state.config.mode,
+            enforce: state.config.enforce_enabled(),
+            section_blocks,
+        };
+        for finding in findings {
+            match verdict_for(&finding, enforcement) {
+                Verdict::Block if self.block.is_none() => self.block = Some(finding),
+                Verdict::Block | Verdict::Allow => {}
+                Verdict::Warn => self.warnings.push(finding),
+            }
+        }
+    }
+
+    /// The verdict and the scanner that decided it, for metrics.
+    pub fn outcome(&self) -> (&'static str, String) {
+        match (&self.block, self.warnings.first()) {
+            (Some(f), _) => ("block", f.scanner.to_string()),
+            (None, Some(f)) => ("warn", f.scanner.to_string()),
+            (None, None) => ("allow", "none".to_string()),
+        }
+    }
+
+    /// The value of the `X-Pipelock-Warning` header: the rule ids that warned.
+    pub fn warning_header(&self) -> Option<String> {
+        if self.warnings.is_empty() {
+            return None;
+        }
+        let mut ids: Vec<&str> = self.warnings.iter().map(|f| f.rule_id.as_str()).collect();
+        ids.dedup();
+        Some(ids.join(", "))
+    }
+}

@@ -1,0 +1,44 @@
+//! The forward proxy on the main listener (`forward_proxy`): absolute-URI HTTP requests are
+//! scanned both ways and forwarded; CONNECT tunnels get hostname-level checks and are then
+//! relayed opaquely (without TLS interception Pipelock sees no path, body or response inside
+//! a tunnel).
+//!
+//! Every request passes the same gates in order: URL layers, the per-site rate limit and data
+//! budget, headers and body (DLP), then name resolution with the SSRF check on the resolved
+//! addresses. The address that passed is the one connected to, so a second lookup cannot
+//! swap it (no DNS-rebinding window).
+
+mod dial;
+mod http;
+mod judge;
+mod tunnel;
+
+use std::sync::Arc;
+
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+
+use super::response::{self, Body};
+use super::ServerState;
+
+/// Answers a proxy request (CONNECT or absolute URI).
+pub async fn handle(state: Arc<ServerState>, request: Request<Incoming>) -> Response<Body> {
+    let kind = if request.method() == Method::CONNECT {
+        "connect"
+    } else {
+        "http"
+    };
+    if !state.config.forward_proxy.enabled {
+        state.metrics.record_proxy_request(kind, "block", "config");
+        return response::error(
+            StatusCode::FORBIDDEN,
+            "forward_proxy_disabled",
+            "forward proxying is off (forward_proxy.enabled: false); nothing was forwarded",
+        );
+    }
+    if request.method() == Method::CONNECT {
+        tunnel::open(state, request).await
+    } else {
+        http::forward(state, request).await
+    }
+}

@@ -1,0 +1,203 @@
+//! CONNECT tunnels: the authority is checked like a URL (`https://host:port/`), against the
+//! rate limit, and by resolving it with the SSRF check; the upstream connection is opened
+//! before the client hears 200, so a refused or unreachable destination is an HTTP error,
+//! not a tunnel that dies. The relay enforces `max_tunnel_seconds` and
+//! `idle_timeout_seconds`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::dial;
+use super::judge::Judgement;
+use crate::proxy::response::{self, Body};
+use crate::proxy::ServerState;
+
+pub async fn open(state: Arc<ServerState>, request: Request<Incoming>) -> Response<Body> {
+    let Some(authority) = request.uri().authority().cloned() else {
+        state
+            .metrics
+            .record_proxy_request("connect", "block", "request");
+        return response::error(
+            StatusCode::BAD_REQUEST,
+            "bad_connect",
+            "CONNECT needs a host:port target",
+        );
+    };
+    let host = authority
+        .host()
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    let port = authority.port_u16().unwrap_or(443);
+
+    let mut judged = Judgement::default();
+    judged.add(
+        &state,
+        state.scanner.scan_url(&format!("https://{authority}/")),
+        true,
+    );
+    if let Some(finding) = &judged.block {
+        return refuse(&state, &judged, StatusCode::FORBIDDEN, finding.clone());
+    }
+    if let Err(finding) = state.scanner.budgets().admit(&host, Instant::now()) {
+        judged.add(&state, vec![finding], true);
+        if let Some(finding) = &judged.block {
+            return refuse(
+                &state,
+                &judged,
+                StatusCode::TOO_MANY_REQUESTS,
+                finding.clone(),
+            );
+        }
+    }
+    let resolved = match dial::resolve(&state, &host, port).await {
+        Ok(resolved) => resolved,
+        Err(error) => {
+            state
+                .metrics
+                .record_proxy_request("connect", "block", "dns");
+            return response::error(
+                StatusCode::BAD_GATEWAY,
+                "resolve_failed",
+                &format!("cannot resolve {host}: {error}"),
+            );
+        }
+    };
+    judged.add(&state, resolved.findings, true);
+    if let Some(finding) = &judged.block {
+        return refuse(&state, &judged, StatusCode::FORBIDDEN, finding.clone());
+    }
+    let upstream = match dial::connect(&resolved.addrs).await {
+        Ok(stream) => stream,
+        Err(error) => {
+            state
+                .metrics
+                .record_proxy_request("connect", "error", "upstream");
+            return response::error(
+                StatusCode::BAD_GATEWAY,
+                "connect_failed",
+                &format!("cannot connect to {authority}: {error}"),
+            );
+        }
+    };
+
+    let (verdict, scanner) = judged.outcome();
+    state
+        .metrics
+        .record_proxy_request("connect", verdict, &scanner);
+    for warning in &judged.warnings {
+        tracing::warn!(target_host = %host, rule = %warning.rule_id, "tunnel allowed with a warning");
+    }
+    let limits = Limits {
+        max: Duration::from_secs(state.config.forward_proxy.max_tunnel_seconds.max(1)),
+        idle: Duration::from_secs(state.config.forward_proxy.idle_timeout_seconds.max(1)),
+    };
+    let relay_state = Arc::clone(&state);
+    tokio::spawn(async move {
+        match hyper::upgrade::on(request).await {
+            Ok(upgraded) => {
+                relay_state.metrics.tunnels(1);
+                let started = Instant::now();
+                let (out, inn, reason) = relay(TokioIo::new(upgraded), upstream, limits).await;
+                relay_state.metrics.tunnels(-1);
+                relay_state.metrics.record_proxy_bytes("out", out);
+                relay_state.metrics.record_proxy_bytes("in", inn);
+                relay_state
+                    .scanner
+                    .budgets()
+                    .record_bytes(&host, inn, Instant::now());
+                tracing::info!(
+                    target_host = %host,
+                    bytes_out = out,
+                    bytes_in = inn,
+                    seconds = started.elapsed().as_secs_f64(),
+                    reason,
+                    "tunnel closed"
+                );
+            }
+            Err(error) => tracing::debug!(%error, "CONNECT upgrade failed"),
+        }
+    });
+    let mut ok = Response::new(response::full(Vec::new()));
+    if let Some(warning) = judged.warning_header() {
+        if let Ok(value) = hyper::header::HeaderValue::from_str(&warning) {
+            ok.headers_mut().insert("x-pipelock-warning", value);
+        }
+    }
+    ok
+}
+
+fn refuse(
+    state: &ServerState,
+    judged: &Judgement,
+    status: StatusCode,
+    finding: crate::scan::Finding,
+) -> Response<Body> {
+    let (verdict, scanner) = judged.outcome();
+    state
+        .metrics
+        .record_proxy_request("connect", verdict, &scanner);
+    tracing::warn!(rule = %finding.rule_id, scanner = %finding.scanner, "CONNECT refused");
+    response::blocked(status, &finding, "tunnel")
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    max: Duration,
+    idle: Duration,
+}
+
+/// Copies both ways until both sides are done, the tunnel has been idle for `idle`, or it
+/// has lived `max`. Returns bytes client→upstream, upstream→client and why it ended.
+async fn relay<C>(client: C, upstream: TcpStream, limits: Limits) -> (u64, u64, &'static str)
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+{
+    let (mut client_read, mut client_write) = tokio::io::split(client);
+    let (mut upstream_read, mut upstream_write) = upstream.into_split();
+    let deadline = tokio::time::Instant::now() + limits.max;
+    let mut to_upstream = vec![0u8; 16 * 1024];
+    let mut to_client = vec![0u8; 16 * 1024];
+    let (mut out, mut inn) = (0u64, 0u64);
+    let (mut client_open, mut upstream_open) = (true, true);
+    let reason = loop {
+        if !client_open && !upstream_open {
+            break "closed";
+        }
+        tokio::select! {
+            read = client_read.read(&mut to_upstream), if client_open => match read {
+                Ok(0) | Err(_) => {
+                    client_open = false;
+                    let _ = upstream_write.shutdown().await;
+                }
+                Ok(n) => {
+                    if upstream_write.write_all(&to_upstream[..n]).await.is_err() {
+                        break "upstream write failed";
+                    }
+                    out += n as u64;
+                }
+            },
+            read = upstream_read.read(&mut to_client), if upstream_open => match read {
+                Ok(0) | Err(_) => {
+                    upstream_open = false;
+                    let _ = client_write.shutdown().await;
+                }
+                Ok(n) => {
+                    if client_write.write_all(&to_client[..n]).await.is_err() {
+                        break "client write failed";
+                    }
+                    inn += n as u64;
+                }
+            },
+            () = tokio::time::sleep(limits.idle) => break "idle timeout",
+            () = tokio::time::sleep_until(deadline) => break "max tunnel time",
+        }
+    };
+    (out, inn, reason)
+}
