@@ -44,10 +44,13 @@ fn default_config_serves_health_and_metrics() {
     assert!(text.contains("pipelock_start_time_seconds "), "{text}");
     assert!(text.trim_end().ends_with("# EOF"), "{text}");
 
-    // The default enables the forward proxy, which this build cannot serve yet: it says so.
+    // The default enables the forward proxy, which this build serves: no "not yet available"
+    // warning names it.
     let logs = pipelock.stdout_lines().join("\n");
     assert!(
-        logs.contains("not yet available") && logs.contains("forward_proxy"),
+        !logs
+            .lines()
+            .any(|l| l.contains("not yet available") && l.contains("forward_proxy")),
         "{logs}"
     );
 }
@@ -66,15 +69,17 @@ fn unknown_paths_wrong_methods_and_proxy_requests_get_json_errors() {
         curl_status_body(&["-X", "POST", "-d", "x"], &format!("{base}/health")).expect("curl POST");
     assert_eq!(code, 405, "{body}");
 
-    // Proxy requests are refused, never forwarded, until the forward proxy exists. The target is
-    // a loopback listener that records whether anything reached it.
+    // A proxy request to a loopback address is an SSRF attempt under the default config: it is
+    // refused with a JSON answer and never forwarded. The target records whether anything
+    // reached it.
     let target = std::net::TcpListener::bind("127.0.0.1:0").expect("target");
     target.set_nonblocking(true).expect("nonblocking");
     let target_url = format!("http://{}/", target.local_addr().expect("addr"));
     let (code, body) = curl_status_body(&["--proxy", &base], &target_url).expect("curl proxy");
-    assert_eq!(code, 501, "{body}");
+    assert_eq!(code, 403, "{body}");
     let error: serde_json::Value = serde_json::from_str(&body).expect("JSON error");
-    assert_eq!(error["error"], "proxy_unavailable", "{error}");
+    assert_eq!(error["error"], "blocked", "{error}");
+    assert_eq!(error["rule"], "url.ssrf", "{error}");
     assert!(
         target.accept().is_err(),
         "the proxy request reached the target"

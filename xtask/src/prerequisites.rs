@@ -2,8 +2,8 @@
 //!
 //! - Debian packages: Debian's rustc 1.96 with its `core` sources (the eBPF crate builds `core`
 //!   for the BPF target), LLVM 22 for bpf-linker, bpftool for the eBPF tests, and the clients
-//!   the end-to-end tests drive (curl, python3). Skipped for the Rust ones when a rustup nightly
-//!   with rust-src is present, which `pipelock/build.rs` then uses.
+//!   the end-to-end tests drive (curl, python3 with requests, ruby). The Rust ones are skipped
+//!   when a rustup nightly with rust-src is present, which `pipelock/build.rs` then uses.
 //! - `bpf-linker` 0.13 from crates.io, built against Debian's LLVM 22.
 
 use std::process::Command;
@@ -18,7 +18,14 @@ mod rustup_nightly;
 /// Packages the eBPF toolchain needs (unless a rustup nightly with rust-src is used).
 const RUST_PACKAGES: &[&str] = &["rustc-web", "cargo-web", "rust-web-src"];
 /// Packages needed in every case.
-const OTHER_PACKAGES: &[&str] = &["llvm-22-dev", "bpftool", "curl", "python3"];
+const OTHER_PACKAGES: &[&str] = &[
+    "llvm-22-dev",
+    "bpftool",
+    "curl",
+    "python3",
+    "python3-requests",
+    "ruby",
+];
 
 /// The bpf-linker release to install; any 0.13.x already installed is accepted.
 const BPF_LINKER_VERSION: &str = "0.13.0";

@@ -1,0 +1,340 @@
+//! The forward proxy through the real binary, with real clients (curl, Python `requests`, Ruby
+//! Net::HTTP) and a real origin on loopback: what is blocked never reaches the origin, what is
+//! clean arrives unchanged, and CONNECT tunnels get their hostname checks and time limits.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use pipelock_e2e::upstream::{pattern_bytes, Upstream, INJECTION};
+use pipelock_e2e::{curl, curl_status_body, describe, run_with_timeout, write_file, Pipelock};
+
+const AWS_KEY: &str = "AKIAIOSFODNN7EXAMPLE";
+
+/// Starts pipelock with the forward proxy on and loopback reachable (the origin is on
+/// loopback, which the SSRF guard otherwise refuses), plus `extra` YAML.
+fn start_proxy(extra: &str) -> (Pipelock, tempfile::TempDir, String) {
+    start_proxy_with(extra, "block")
+}
+
+/// [`start_proxy`] with `request_body_scanning.action` set to `action`.
+fn start_proxy_with(extra: &str, action: &str) -> (Pipelock, tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = format!(
+        "version: 1\nforward_proxy:\n  enabled: true\n  idle_timeout_seconds: 2\nssrf:\n  ip_allowlist: [\"127.0.0.0/8\"]\nrequest_body_scanning:\n  action: {action}\n{extra}"
+    );
+    let path = write_file(dir.path(), "pipelock.yaml", &config).expect("config");
+    let pipelock = Pipelock::start(&[
+        "--config",
+        path.to_str().expect("utf-8"),
+        "--listen",
+        "127.0.0.1:0",
+    ])
+    .expect("pipelock starts");
+    let proxy_url = format!("http://{}", pipelock.addr);
+    (pipelock, dir, proxy_url)
+}
+
+fn json(body: &str) -> serde_json::Value {
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body:?}"))
+}
+
+#[test]
+fn clean_traffic_passes_unchanged_and_secrets_are_blocked_before_the_origin() {
+    let origin = Upstream::start().expect("origin");
+    let (_pipelock, dir, proxy) = start_proxy("");
+
+    // A clean page, and 8 MiB of binary data byte for byte.
+    let (status, body) = curl_status_body(&["-x", &proxy], &origin.url("/clean")).expect("curl");
+    assert_eq!((status, body.as_str()), (200, "all good here\n"));
+    let file = dir.path().join("download.bin");
+    let output = curl(&[
+        "-x",
+        &proxy,
+        "-o",
+        file.to_str().expect("utf-8"),
+        &origin.url("/bytes/8388608"),
+    ])
+    .expect("curl");
+    assert!(output.status.success(), "{}", describe(&output));
+    let downloaded = std::fs::read(&file).expect("downloaded");
+    assert!(
+        downloaded == pattern_bytes(8_388_608),
+        "the download differs"
+    );
+
+    // A clean JSON body reaches the origin intact.
+    let clean = r#"{"messages":[{"role":"user","content":"summarise my spending"}]}"#;
+    let (status, echoed) = curl_status_body(
+        &[
+            "-x",
+            &proxy,
+            "-H",
+            "Content-Type: application/json",
+            "--data-binary",
+            clean,
+        ],
+        &origin.url("/echo"),
+    )
+    .expect("curl");
+    assert_eq!((status, echoed.as_str()), (200, clean));
+    let before = origin.seen().len();
+
+    // A key in the query, in the Authorization header, in a JSON body (escaped), and in a
+    // multipart upload (base64): 403 with the rule named, and nothing reaches the origin.
+    let leaks: Vec<Vec<String>> = vec![
+        vec![origin.url(&format!("/clean?key={AWS_KEY}"))],
+        vec![
+            "-H".into(),
+            format!("Authorization: Bearer {AWS_KEY}"),
+            origin.url("/clean"),
+        ],
+        vec![
+            "-H".into(),
+            "Content-Type: application/json".into(),
+            "--data-binary".into(),
+            r#"{"note":"\u0041KIAIOSFODNN7EXAMPLE"}"#.into(),
+            origin.url("/echo"),
+        ],
+        vec![
+            "-F".into(),
+            "file=QUtJQUlPU0ZPRE5ON0VYQU1QTEU=;type=text/plain;encoder=base64".into(),
+            origin.url("/echo"),
+        ],
+    ];
+    for leak in &leaks {
+        let mut args: Vec<&str> = vec!["-x", &proxy, "-i"];
+        let (url, extra) = leak.split_last().expect("url");
+        args.extend(extra.iter().map(String::as_str));
+        let (status, body) = curl_status_body(&args, url).expect("curl");
+        assert_eq!(status, 403, "{leak:?}: {body}");
+        assert!(
+            body.contains("x-pipelock-rule: dlp.aws_access_key_id"),
+            "{leak:?}: {body}"
+        );
+        assert!(
+            !body.contains(AWS_KEY),
+            "the answer must not echo the secret: {body}"
+        );
+    }
+    assert_eq!(
+        origin.seen().len(),
+        before,
+        "a blocked request reached the origin"
+    );
+
+    // With `request_body_scanning.action: warn` the same header goes through, flagged.
+    let (_warn, _dir2, warn_proxy) = start_proxy_with("", "warn");
+    let header = format!("Authorization: Bearer {AWS_KEY}");
+    let (status, body) = curl_status_body(
+        &["-x", &warn_proxy, "-i", "-H", &header],
+        &origin.url("/clean"),
+    )
+    .expect("curl");
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains("x-pipelock-warning: dlp.aws_access_key_id"),
+        "{body}"
+    );
+    assert_eq!(origin.seen().len(), before + 1);
+}
+
+#[test]
+fn injected_responses_are_blocked_or_flagged_by_mode() {
+    let origin = Upstream::start().expect("origin");
+    let (_pipelock, _dir, proxy) =
+        start_proxy("response_scanning:\n  enabled: true\n  action: block\n");
+    let (status, body) = curl_status_body(&["-x", &proxy], &origin.url("/inject")).expect("curl");
+    assert_eq!(status, 403, "{body}");
+    let answer = json(&body);
+    assert_eq!(answer["scanner"], "injection");
+    assert_eq!(answer["what"], "response");
+    assert!(!body.contains("Ignore all previous"), "{body}");
+
+    // Audit mode forwards it, flagged.
+    let (_audit, _dir2, audit_proxy) =
+        start_proxy("mode: audit\nresponse_scanning:\n  enabled: true\n  action: block\n");
+    let (status, body) =
+        curl_status_body(&["-x", &audit_proxy, "-i"], &origin.url("/inject")).expect("curl");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("x-pipelock-warning: injection."), "{body}");
+    assert!(body.ends_with(INJECTION), "{body}");
+}
+
+#[test]
+fn connect_tunnels_get_hostname_checks_ssrf_and_timeouts() {
+    let origin = Upstream::start().expect("origin");
+    let (_pipelock, _dir, proxy) = start_proxy("");
+
+    // curl -p tunnels plain HTTP through CONNECT to the (allow-listed) loopback origin.
+    let (status, body) =
+        curl_status_body(&["-p", "-x", &proxy], &origin.url("/clean")).expect("curl");
+    assert_eq!((status, body.as_str()), (200, "all good here\n"));
+
+    // A blocklisted host and a cloud metadata address are refused before any tunnel opens.
+    for target in [
+        "https://x.pastebin.com/",
+        "http://169.254.169.254/latest/meta-data",
+    ] {
+        let output = curl(&["-p", "-x", &proxy, "-v", target]).expect("curl");
+        let log = String::from_utf8_lossy(&output.stderr);
+        assert!(log.contains("< HTTP/1.1 403"), "{target}: {log}");
+        assert!(log.contains("x-pipelock-blocked: true"), "{target}: {log}");
+    }
+
+    // Without the loopback allowance, the same origin is an SSRF target.
+    let (_strict, _dir2, guarded) = {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = write_file(
+            dir.path(),
+            "p.yaml",
+            "version: 1\nforward_proxy:\n  enabled: true\n",
+        )
+        .expect("config");
+        let p = Pipelock::start(&[
+            "--config",
+            path.to_str().expect("utf-8"),
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .expect("start");
+        let url = format!("http://{}", p.addr);
+        (p, dir, url)
+    };
+    let (status, body) =
+        curl_status_body(&["-p", "-x", &guarded], &origin.url("/clean")).expect("curl");
+    assert_ne!(status, 200, "{body}");
+    let (status, body) = curl_status_body(&["-x", &guarded], &origin.url("/clean")).expect("curl");
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(json(&body)["rule"], "url.ssrf");
+
+    // An idle tunnel is closed after idle_timeout_seconds (2 s here).
+    let mut client = TcpStream::connect(_pipelock.addr).expect("connect");
+    client
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    write!(
+        client,
+        "CONNECT {0} HTTP/1.1\r\nHost: {0}\r\n\r\n",
+        origin.addr
+    )
+    .expect("write");
+    let mut head = [0u8; 512];
+    let n = client.read(&mut head).expect("CONNECT answer");
+    assert!(
+        String::from_utf8_lossy(&head[..n]).starts_with("HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&head[..n])
+    );
+    let opened = Instant::now();
+    let mut rest = Vec::new();
+    let _ = client.read_to_end(&mut rest);
+    let idle = opened.elapsed();
+    assert!(
+        idle >= Duration::from_millis(1500) && idle < Duration::from_secs(8),
+        "the idle tunnel closed after {idle:?}"
+    );
+}
+
+#[test]
+fn rate_limit_and_disabled_proxy() {
+    let origin = Upstream::start().expect("origin");
+    let (_pipelock, _dir, proxy) =
+        start_proxy("fetch_proxy:\n  monitoring:\n    max_requests_per_minute: 3\n");
+    for _ in 0..3 {
+        let (status, _) = curl_status_body(&["-x", &proxy], &origin.url("/clean")).expect("curl");
+        assert_eq!(status, 200);
+    }
+    let (status, body) = curl_status_body(&["-x", &proxy], &origin.url("/clean")).expect("curl");
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(json(&body)["rule"], "url.rate_limit");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = write_file(
+        dir.path(),
+        "off.yaml",
+        "version: 1\nforward_proxy:\n  enabled: false\n",
+    )
+    .expect("config");
+    let off = Pipelock::start(&[
+        "--config",
+        path.to_str().expect("utf-8"),
+        "--listen",
+        "127.0.0.1:0",
+    ])
+    .expect("start");
+    let (status, body) = curl_status_body(
+        &["-x", &format!("http://{}", off.addr)],
+        &origin.url("/clean"),
+    )
+    .expect("curl");
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(json(&body)["error"], "forward_proxy_disabled");
+}
+
+/// A Python interpreter that has `requests` (pyenv's or Debian's with python3-requests).
+fn python_with_requests() -> String {
+    for python in ["python3", "/usr/bin/python3"] {
+        let ok = Command::new(python)
+            .args(["-c", "import requests"])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if ok {
+            return python.to_string();
+        }
+    }
+    panic!(
+        "no python3 with the requests module: run `cargo xtask setup` (installs python3-requests)"
+    );
+}
+
+#[test]
+fn python_requests_and_ruby_net_http_go_through_the_proxy() {
+    let origin = Upstream::start().expect("origin");
+    let (_pipelock, _dir, proxy) = start_proxy("");
+    let script = format!(
+        r#"
+import requests, sys
+proxies = {{"http": "{proxy}"}}
+clean = requests.get("{clean}", proxies=proxies, timeout=10)
+leak = requests.post("{echo}", json={{"k": "{key}"}}, proxies=proxies, timeout=10)
+print(clean.status_code, repr(clean.text), leak.status_code, leak.headers.get("X-Pipelock-Rule"))
+"#,
+        clean = origin.url("/clean"),
+        echo = origin.url("/echo"),
+        key = AWS_KEY,
+    );
+    let mut command = Command::new(python_with_requests());
+    command.args(["-c", &script]);
+    let output = run_with_timeout(command, None, Duration::from_secs(30)).expect("python");
+    assert!(output.status.success(), "{}", describe(&output));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout).trim(),
+        "200 'all good here\\n' 403 dlp.aws_access_key_id"
+    );
+
+    let ruby = format!(
+        r#"
+require "net/http"
+require "uri"
+proxy = URI("{proxy}")
+uri = URI("{echo}")
+Net::HTTP.start(uri.host, uri.port, proxy.host, proxy.port) do |http|
+  clean = http.get("/clean")
+  leak = http.post("/echo", "token={key}", "Content-Type" => "application/x-www-form-urlencoded")
+  puts [clean.code, clean.body.inspect, leak.code, leak["X-Pipelock-Rule"]].join(" ")
+end
+"#,
+        echo = origin.url("/echo"),
+        key = AWS_KEY,
+    );
+    let mut command = Command::new("ruby");
+    command.args(["-e", &ruby]);
+    let output = run_with_timeout(command, None, Duration::from_secs(30)).expect("ruby");
+    assert!(output.status.success(), "{}", describe(&output));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout).trim(),
+        "200 \"all good here\\n\" 403 dlp.aws_access_key_id"
+    );
+}
