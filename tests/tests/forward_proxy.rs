@@ -338,3 +338,72 @@ end
         "200 \"all good here\\n\" 403 dlp.aws_access_key_id"
     );
 }
+
+/// Reads an event stream through the proxy with a raw socket: (every event's data line, when
+/// the first event arrived, when the stream ended).
+fn read_events(proxy: std::net::SocketAddr, url: &str) -> (Vec<String>, Duration, Duration) {
+    let mut client = TcpStream::connect(proxy).expect("connect");
+    client
+        .set_read_timeout(Some(Duration::from_secs(15)))
+        .expect("timeout");
+    let started = Instant::now();
+    write!(
+        client,
+        "GET {url} HTTP/1.1\r\nHost: origin\r\nConnection: close\r\n\r\n"
+    )
+    .expect("write");
+    let mut raw = Vec::new();
+    let mut first = None;
+    let mut buf = [0u8; 4096];
+    loop {
+        match client.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                raw.extend_from_slice(&buf[..n]);
+                if first.is_none() && String::from_utf8_lossy(&raw).contains("word1\"") {
+                    first = Some(started.elapsed());
+                }
+            }
+        }
+    }
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let events = text
+        .lines()
+        .filter(|l| l.starts_with("data:") || l.starts_with("event:"))
+        .map(str::to_string)
+        .collect();
+    (events, first.unwrap_or(Duration::MAX), started.elapsed())
+}
+
+#[test]
+fn event_streams_are_scanned_event_by_event_without_buffering() {
+    let origin = Upstream::start().expect("origin");
+    let (pipelock, _dir, _proxy) =
+        start_proxy("response_scanning:\n  enabled: true\n  action: block\n");
+
+    // A clean stream of 60 events arrives whole, and the first events arrive before the origin
+    // has finished (it pauses 800 ms after the 10th): streaming is not buffered.
+    let (events, first, total) = read_events(pipelock.addr, &origin.url("/sse?events=60"));
+    assert_eq!(events.len(), 61, "{events:?}");
+    assert!(events.last().is_some_and(|e| e == "data: [DONE]"));
+    assert!(
+        first < Duration::from_millis(600) && total >= Duration::from_millis(800),
+        "first event after {first:?}, stream ended after {total:?}"
+    );
+
+    // The 50th event carries an injection: events 1..=49 arrive, then a final error event.
+    let (events, _, _) = read_events(pipelock.addr, &origin.url("/sse?events=60&inject=50"));
+    assert_eq!(events.len(), 51, "{events:?}");
+    assert!(events[48].contains("word49"), "{events:?}");
+    assert_eq!(events[49], "event: error");
+    assert!(events[50].contains("injection."), "{events:?}");
+    assert!(
+        !events.iter().any(|e| e.contains("Ignore all")),
+        "{events:?}"
+    );
+
+    // The same injection spread over three events, one piece each, is caught too.
+    let (events, _, _) = read_events(pipelock.addr, &origin.url("/sse?events=60&split=50"));
+    assert!(events.iter().any(|e| e == "event: error"), "{events:?}");
+    assert!(!events.iter().any(|e| e.contains("word55")), "{events:?}");
+}

@@ -261,6 +261,28 @@ async fn respond(
         return Response::from_parts(parts, counted.boxed());
     }
 
+    if scanning.sse_streaming.enabled && essence(&content_type) == "text/event-stream" {
+        if let Some(coding) = encoded(&parts.headers) {
+            judged.add(
+                state,
+                vec![unscannable(
+                    "response.encoded",
+                    format!("Event stream with Content-Encoding {coding} cannot be scanned"),
+                )],
+                true,
+            );
+            return refuse(state, &judged, StatusCode::FORBIDDEN, "response");
+        }
+        headers.remove(CONTENT_LENGTH);
+        parts.headers = headers;
+        add_warning(&judged, &mut parts.headers);
+        let (verdict, scanner) = judged.outcome();
+        state
+            .metrics
+            .record_proxy_request("http", verdict, &scanner);
+        let events = super::sse::SseScan::new(body, Arc::clone(state), host.to_string());
+        return Response::from_parts(parts, events.boxed());
+    }
     let section_blocks = scanning.action != ResponseAction::Warn;
     let limit = usize::try_from(
         state
@@ -333,14 +355,14 @@ async fn respond(
     Response::from_parts(parts, response::full(bytes))
 }
 
-/// Text a model may read: the response bodies scanned for prompt injection.
+fn essence(content_type: &str) -> &str {
+    content_type.split(';').next().unwrap_or("").trim()
+}
+
+/// Text a model may read: the response bodies scanned for prompt injection (event streams
+/// event by event, the others whole).
 fn is_text(content_type: &str) -> bool {
-    let essence = content_type.split(';').next().unwrap_or("").trim();
-    if essence == "text/event-stream" {
-        // Scanned event by event, which comes with streaming support; until then it is
-        // buffered and scanned whole like other text.
-        return true;
-    }
+    let essence = essence(content_type);
     essence.starts_with("text/")
         || essence.ends_with("/json")
         || essence.ends_with("+json")

@@ -11,6 +11,7 @@
 mod dial;
 mod http;
 mod judge;
+mod sse;
 mod tunnel;
 
 use std::sync::Arc;
