@@ -152,6 +152,19 @@ fn injected_responses_are_blocked_or_flagged_by_mode() {
     assert_eq!(answer["what"], "response");
     assert!(!body.contains("Ignore all previous"), "{body}");
 
+    // `strip` cuts the injection out and forwards the rest, saying so.
+    let (_strip, _dir3, strip_proxy) =
+        start_proxy("response_scanning:\n  enabled: true\n  action: strip\n");
+    let (status, body) =
+        curl_status_body(&["-x", &strip_proxy, "-i"], &origin.url("/inject")).expect("curl");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("x-pipelock-stripped: injection."), "{body}");
+    assert!(body.contains("Welcome!\n[REDACTED: "), "{body}");
+    assert!(
+        !body.to_lowercase().contains("ignore all previous"),
+        "{body}"
+    );
+
     // Audit mode forwards it, flagged.
     let (_audit, _dir2, audit_proxy) =
         start_proxy("mode: audit\nresponse_scanning:\n  enabled: true\n  action: block\n");

@@ -69,6 +69,13 @@ impl Scanner {
             .unwrap_or_default()
     }
 
+    /// Inbound text with injection matches cut out (`response_scanning.action: strip`);
+    /// `None` when there is nothing to cut in the text as it is.
+    #[must_use]
+    pub fn strip_inbound(&self, text: &str) -> Option<String> {
+        self.injection.as_ref().and_then(|i| i.strip(text))
+    }
+
     /// Every URL layer, with DLP on its components.
     #[must_use]
     pub fn scan_url(&self, url: &str) -> Vec<Finding> {

@@ -326,7 +326,30 @@ async fn respond(
         );
     } else {
         let text = String::from_utf8_lossy(&bytes);
-        judged.add(state, state.scanner.scan_inbound(&text), section_blocks);
+        let findings = state.scanner.scan_inbound(&text);
+        if scanning.action == ResponseAction::Strip && !findings.is_empty() {
+            // Cut the matches out; what cannot be cut (seen only in a normalized or decoded
+            // view) still blocks.
+            if let Some(stripped) = state.scanner.strip_inbound(&text) {
+                let mut after = Judgement::default();
+                after.add(state, state.scanner.scan_inbound(&stripped), section_blocks);
+                if after.block.is_none() && judged.block.is_none() {
+                    let rules: Vec<String> = findings.iter().map(|f| f.rule_id.clone()).collect();
+                    tracing::warn!(rules = %rules.join(", "), host, "injection stripped from a response");
+                    headers.remove(CONTENT_LENGTH);
+                    if let Ok(value) = HeaderValue::from_str(&rules.join(", ")) {
+                        headers.insert(HeaderName::from_static("x-pipelock-stripped"), value);
+                    }
+                    parts.headers = headers;
+                    add_warning(&judged, &mut parts.headers);
+                    state
+                        .metrics
+                        .record_proxy_request("http", "strip", "injection");
+                    return Response::from_parts(parts, response::full(stripped.into_bytes()));
+                }
+            }
+        }
+        judged.add(state, findings, section_blocks);
     }
     if judged.block.is_some() {
         return refuse(state, &judged, StatusCode::FORBIDDEN, "response");

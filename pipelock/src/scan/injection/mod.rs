@@ -171,6 +171,27 @@ impl InjectionScanner {
         findings
     }
 
+    /// `text` with every match of every pattern, found in the text as it is (any case),
+    /// replaced by `[REDACTED: <pattern name>]` (the `strip` action); `None` when nothing
+    /// matched there. Matches that only show in a normalized or decoded view cannot be cut out,
+    /// so the caller scans the result again and blocks when anything is left.
+    #[must_use]
+    pub fn strip(&self, text: &str) -> Option<String> {
+        let mut out = std::borrow::Cow::Borrowed(text);
+        for pattern in &self.patterns {
+            let replaced = pattern
+                .regex
+                .replace_all(&out, format!("[REDACTED: {}]", pattern.name).as_str());
+            if let std::borrow::Cow::Owned(changed) = replaced {
+                out = std::borrow::Cow::Owned(changed);
+            }
+        }
+        match out {
+            std::borrow::Cow::Owned(changed) => Some(changed),
+            std::borrow::Cow::Borrowed(_) => None,
+        }
+    }
+
     fn scan_view(
         &self,
         view: &str,
