@@ -10,7 +10,7 @@ use clap::{Args, ValueEnum};
 use super::{EXIT_FAILURE, EXIT_OK};
 use crate::config::{self, Config, ResponseAction};
 use crate::policy::{verdict_for, Enforcement, Verdict};
-use crate::scan::{Finding, Scanner};
+use crate::scan::{Finding, Scanner, ScannerKind};
 
 /// Which scanners run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -182,15 +182,8 @@ fn check_request(args: &CheckArgs) -> anyhow::Result<u8> {
     let mut judged: Vec<(Finding, Enforcement)> = Vec::new();
     // What cannot be scanned is blocked (audit mode and `enforce: false` only warn).
     let fail_closed = self::enforcement(&config, true);
-    let unscannable = |rule_id: &str, reason: String, len: usize| Finding {
-        rule_id: rule_id.to_string(),
-        rule_name: reason,
-        scanner: crate::scan::ScannerKind::Dlp,
-        severity: config::Severity::Critical,
-        span: 0..len,
-        view: "raw",
-        preview: String::new(),
-    };
+    let unscannable =
+        |rule_id: &str, reason: String| Finding::unscannable(rule_id, reason, ScannerKind::Dlp);
     for header in &args.headers {
         let Some((name, value)) = header.split_once(':') else {
             eprintln!("error: --header {header:?} is not `Name: value`");
@@ -204,23 +197,12 @@ fn check_request(args: &CheckArgs) -> anyhow::Result<u8> {
                     unscannable(
                         "body.encoded",
                         format!("Body with Content-Encoding {coding} cannot be scanned"),
-                        0,
                     ),
                     fail_closed,
                 ));
             }
         }
-        let scanned = section.scan_headers
-            && !section
-                .ignore_headers
-                .iter()
-                .any(|h| h.eq_ignore_ascii_case(name))
-            && (section.header_mode == config::HeaderMode::All
-                || section
-                    .sensitive_headers
-                    .iter()
-                    .any(|h| h.eq_ignore_ascii_case(name)));
-        if scanned {
+        if section.scans_header(name) {
             judged.extend(
                 scanner
                     .scan_outbound(value.trim())
@@ -237,10 +219,7 @@ fn check_request(args: &CheckArgs) -> anyhow::Result<u8> {
                 "Body of {} bytes exceeds max_body_bytes ({limit})",
                 body.len()
             );
-            judged.push((
-                unscannable("body.too_large", reason, body.len()),
-                fail_closed,
-            ));
+            judged.push((unscannable("body.too_large", reason), fail_closed));
         } else if section.enabled {
             match crate::scan::body::extract(&body, args.content_type.as_deref()) {
                 Ok(segments) => {
@@ -254,7 +233,7 @@ fn check_request(args: &CheckArgs) -> anyhow::Result<u8> {
                     }
                 }
                 Err(error) => judged.push((
-                    unscannable("body.unparseable", error.to_string(), body.len()),
+                    unscannable("body.unparseable", error.to_string()),
                     fail_closed,
                 )),
             }

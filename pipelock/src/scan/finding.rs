@@ -21,6 +21,23 @@ pub enum ScannerKind {
     Shell,
 }
 
+impl Finding {
+    /// A finding for input that cannot be scanned (too large, compressed, unparseable): the
+    /// front doors block it like a critical secret, since what is inside is unknown.
+    #[must_use]
+    pub fn unscannable(rule_id: &str, reason: String, scanner: ScannerKind) -> Self {
+        Self {
+            rule_id: rule_id.to_string(),
+            rule_name: reason,
+            scanner,
+            severity: Severity::Critical,
+            span: 0..0,
+            view: "raw",
+            preview: String::new(),
+        }
+    }
+}
+
 impl fmt::Display for ScannerKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {

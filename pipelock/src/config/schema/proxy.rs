@@ -204,6 +204,24 @@ pub struct RequestBodyScanning {
     pub ignore_headers: Vec<String>,
 }
 
+impl RequestBodyScanning {
+    /// Whether the header `name` is scanned: header scanning is on, the header is not
+    /// ignored, and it is sensitive (or every header is scanned in `header_mode: all`).
+    #[must_use]
+    pub fn scans_header(&self, name: &str) -> bool {
+        self.scan_headers
+            && !self
+                .ignore_headers
+                .iter()
+                .any(|h| h.eq_ignore_ascii_case(name))
+            && (self.header_mode == HeaderMode::All
+                || self
+                    .sensitive_headers
+                    .iter()
+                    .any(|h| h.eq_ignore_ascii_case(name)))
+    }
+}
+
 impl Default for RequestBodyScanning {
     fn default() -> Self {
         Self {

@@ -18,7 +18,7 @@ use hyper_util::rt::TokioIo;
 
 use super::dial;
 use super::judge::Judgement;
-use crate::config::{BlockOrWarn, HeaderMode, ResponseAction, Severity};
+use crate::config::{BlockOrWarn, ResponseAction};
 use crate::proxy::response::{self, Body};
 use crate::proxy::ServerState;
 use crate::scan::{Finding, ScannerKind};
@@ -69,18 +69,9 @@ pub async fn forward(state: Arc<ServerState>, request: Request<Incoming>) -> Res
     // 3. Headers and body.
     let section = &state.config.request_body_scanning;
     let section_blocks = section.action == BlockOrWarn::Block;
-    if section.enabled && section.scan_headers {
+    if section.enabled {
         for (name, value) in &parts.headers {
-            let selected = !section
-                .ignore_headers
-                .iter()
-                .any(|h| h.eq_ignore_ascii_case(name.as_str()))
-                && (section.header_mode == HeaderMode::All
-                    || section
-                        .sensitive_headers
-                        .iter()
-                        .any(|h| h.eq_ignore_ascii_case(name.as_str())));
-            if selected {
+            if section.scans_header(name.as_str()) {
                 let text = String::from_utf8_lossy(value.as_bytes());
                 judged.add(&state, state.scanner.scan_outbound(&text), section_blocks);
             }
@@ -246,19 +237,13 @@ async fn respond(
 
     if !(scanning.enabled && !exempt && is_text(&content_type)) {
         // Streamed through untouched; bytes are counted as they pass.
-        parts.headers = headers;
-        add_warning(&judged, &mut parts.headers);
-        let (verdict, scanner) = judged.outcome();
-        state
-            .metrics
-            .record_proxy_request("http", verdict, &scanner);
         let counted = Counted {
             inner: body,
             state: Arc::clone(state),
             host: host.to_string(),
             seen: 0,
         };
-        return Response::from_parts(parts, counted.boxed());
+        return answer(state, &judged, parts, headers, counted.boxed());
     }
 
     if scanning.sse_streaming.enabled && essence(&content_type) == "text/event-stream" {
@@ -274,14 +259,8 @@ async fn respond(
             return refuse(state, &judged, StatusCode::FORBIDDEN, "response");
         }
         headers.remove(CONTENT_LENGTH);
-        parts.headers = headers;
-        add_warning(&judged, &mut parts.headers);
-        let (verdict, scanner) = judged.outcome();
-        state
-            .metrics
-            .record_proxy_request("http", verdict, &scanner);
         let events = super::sse::SseScan::new(body, Arc::clone(state), host.to_string());
-        return Response::from_parts(parts, events.boxed());
+        return answer(state, &judged, parts, headers, events.boxed());
     }
     let section_blocks = scanning.action != ResponseAction::Warn;
     let limit = usize::try_from(
@@ -301,11 +280,7 @@ async fn respond(
             )
         }
     };
-    state.metrics.record_proxy_bytes("in", bytes.len() as u64);
-    state
-        .scanner
-        .budgets()
-        .record_bytes(host, bytes.len() as u64, Instant::now());
+    record_inbound(state, host, bytes.len() as u64);
     if rest.is_some() {
         judged.add(
             state,
@@ -340,12 +315,9 @@ async fn respond(
                     if let Ok(value) = HeaderValue::from_str(&rules.join(", ")) {
                         headers.insert(HeaderName::from_static("x-pipelock-stripped"), value);
                     }
-                    parts.headers = headers;
-                    add_warning(&judged, &mut parts.headers);
-                    state
-                        .metrics
-                        .record_proxy_request("http", "strip", "injection");
-                    return Response::from_parts(parts, response::full(stripped.into_bytes()));
+                    let body = response::full(stripped.into_bytes());
+                    let outcome = ("strip", "injection".to_string());
+                    return answer_as(state, &judged, parts, headers, body, outcome);
                 }
             }
         }
@@ -356,26 +328,53 @@ async fn respond(
     }
     if rest.is_some() {
         // Audit mode: what was not scanned still reaches the client, after what was.
-        parts.headers = headers;
-        add_warning(&judged, &mut parts.headers);
-        let (verdict, scanner) = judged.outcome();
-        state
-            .metrics
-            .record_proxy_request("http", verdict, &scanner);
         let body = PrefixedBody {
             prefix: Some(bytes),
             rest,
         };
-        return Response::from_parts(parts, body.map_err(std::io::Error::other).boxed());
+        let body = body.map_err(std::io::Error::other).boxed();
+        return answer(state, &judged, parts, headers, body);
     }
     headers.remove(CONTENT_LENGTH);
+    answer(state, &judged, parts, headers, response::full(bytes))
+}
+
+/// The origin's response passed on: its status, `headers`, the warning header, and the
+/// request counted under its verdict.
+fn answer(
+    state: &ServerState,
+    judged: &Judgement,
+    parts: hyper::http::response::Parts,
+    headers: HeaderMap,
+    body: Body,
+) -> Response<Body> {
+    let outcome = judged.outcome();
+    answer_as(state, judged, parts, headers, body, (outcome.0, outcome.1))
+}
+
+fn answer_as(
+    state: &ServerState,
+    judged: &Judgement,
+    mut parts: hyper::http::response::Parts,
+    headers: HeaderMap,
+    body: Body,
+    (verdict, scanner): (&str, String),
+) -> Response<Body> {
     parts.headers = headers;
-    add_warning(&judged, &mut parts.headers);
-    let (verdict, scanner) = judged.outcome();
+    add_warning(judged, &mut parts.headers);
     state
         .metrics
         .record_proxy_request("http", verdict, &scanner);
-    Response::from_parts(parts, response::full(bytes))
+    Response::from_parts(parts, body)
+}
+
+/// Counts bytes received from `host` in the metrics and its data budget.
+pub(super) fn record_inbound(state: &ServerState, host: &str, bytes: u64) {
+    state.metrics.record_proxy_bytes("in", bytes);
+    state
+        .scanner
+        .budgets()
+        .record_bytes(host, bytes, Instant::now());
 }
 
 fn essence(content_type: &str) -> &str {
@@ -435,15 +434,7 @@ fn add_warning(judged: &Judgement, headers: &mut HeaderMap) {
 }
 
 fn unscannable(rule_id: &str, reason: String) -> Finding {
-    Finding {
-        rule_id: rule_id.to_string(),
-        rule_name: reason,
-        scanner: ScannerKind::Dlp,
-        severity: Severity::Critical,
-        span: 0..0,
-        view: "raw",
-        preview: String::new(),
-    }
+    Finding::unscannable(rule_id, reason, ScannerKind::Dlp)
 }
 
 fn refuse(
@@ -566,11 +557,7 @@ impl HttpBody for Counted {
             Poll::Ready(Some(Err(error))) => Poll::Ready(Some(Err(std::io::Error::other(error)))),
             Poll::Ready(None) => {
                 let seen = std::mem::take(&mut self.seen);
-                self.state.metrics.record_proxy_bytes("in", seen);
-                self.state
-                    .scanner
-                    .budgets()
-                    .record_bytes(&self.host, seen, Instant::now());
+                record_inbound(&self.state, &self.host, seen);
                 Poll::Ready(None)
             }
             Poll::Pending => Poll::Pending,

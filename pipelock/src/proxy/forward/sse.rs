@@ -8,7 +8,6 @@ use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
 
 use bytes::Bytes;
 use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
@@ -153,12 +152,7 @@ impl SseScan {
     }
 
     fn finish(&mut self) {
-        self.state.metrics.record_proxy_bytes("in", self.seen);
-        self.state
-            .scanner
-            .budgets()
-            .record_bytes(&self.host, self.seen, Instant::now());
-        self.seen = 0;
+        super::http::record_inbound(&self.state, &self.host, std::mem::take(&mut self.seen));
     }
 }
 
@@ -184,15 +178,11 @@ fn collect_content(value: &serde_json::Value, out: &mut String) {
 }
 
 fn too_large(limit: usize) -> Finding {
-    Finding {
-        rule_id: "response.event_too_large".to_string(),
-        rule_name: format!("Server-sent event larger than sse_streaming.max_event_bytes ({limit})"),
-        scanner: crate::scan::ScannerKind::Injection,
-        severity: crate::config::Severity::Critical,
-        span: 0..0,
-        view: "raw",
-        preview: String::new(),
-    }
+    Finding::unscannable(
+        "response.event_too_large",
+        format!("Server-sent event larger than sse_streaming.max_event_bytes ({limit})"),
+        crate::scan::ScannerKind::Injection,
+    )
 }
 
 /// Where the first event in `buffer` ends: (offset of its blank line, the boundary's length).

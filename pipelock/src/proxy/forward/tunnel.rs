@@ -107,11 +107,7 @@ pub async fn open(state: Arc<ServerState>, request: Request<Incoming>) -> Respon
                 let (out, inn, reason) = relay(TokioIo::new(upgraded), upstream, limits).await;
                 relay_state.metrics.tunnels(-1);
                 relay_state.metrics.record_proxy_bytes("out", out);
-                relay_state.metrics.record_proxy_bytes("in", inn);
-                relay_state
-                    .scanner
-                    .budgets()
-                    .record_bytes(&host, inn, Instant::now());
+                super::http::record_inbound(&relay_state, &host, inn);
                 tracing::info!(
                     target_host = %host,
                     bytes_out = out,
