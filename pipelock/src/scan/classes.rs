@@ -23,6 +23,19 @@ pub struct Classes {
     pub letter: u64,
 }
 
+/// `block` (at most [`BLOCK`] bytes) as exactly [`BLOCK`] bytes: itself when it is full, else
+/// copied into `padded` and filled up with NUL bytes, which belong to no class.
+#[must_use]
+pub fn pad<'a>(block: &'a [u8], padded: &'a mut [u8; BLOCK]) -> &'a [u8] {
+    if block.len() == BLOCK {
+        return block;
+    }
+    let len = block.len().min(BLOCK);
+    padded[..len].copy_from_slice(&block[..len]);
+    padded[len..].fill(0);
+    &padded[..]
+}
+
 /// Calls `f(offset, classes)` for each block of `bytes`, in order. The last block is padded
 /// with NUL bytes, which belong to no class.
 pub fn for_each_block(bytes: &[u8], mut f: impl FnMut(usize, Classes)) {
@@ -35,8 +48,7 @@ pub fn for_each_block(bytes: &[u8], mut f: impl FnMut(usize, Classes)) {
     let rest = blocks.remainder();
     if !rest.is_empty() {
         let mut padded = [0u8; BLOCK];
-        padded[..rest.len()].copy_from_slice(rest);
-        f(offset, classify(&padded));
+        f(offset, classify(pad(rest, &mut padded)));
     }
 }
 

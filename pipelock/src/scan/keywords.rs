@@ -113,13 +113,7 @@ impl Keywords {
         let mut offset = 0;
         let mut padded = [0u8; BLOCK];
         for block in blocks {
-            let full: &[u8] = if block.len() == BLOCK {
-                block
-            } else {
-                padded[..block.len()].copy_from_slice(block);
-                padded[block.len()..].fill(0);
-                &padded
-            };
+            let full = super::classes::pad(block, &mut padded);
             let masks = super::classes::letters_symbols(full, &self.symbols);
             let starts = masks.letter & !((masks.letter << 1) | letter_carry);
             letter_carry = masks.letter >> 63;

@@ -34,13 +34,7 @@ pub fn lower_ascii(text: &str) -> Option<String> {
     let mut padded = [0u8; BLOCK];
     let mut carry = 0u64;
     for block in bytes.chunks(BLOCK) {
-        let full: &[u8] = if block.len() == BLOCK {
-            block
-        } else {
-            padded[..block.len()].copy_from_slice(block);
-            padded[block.len()..].fill(0);
-            &padded
-        };
+        let full = super::classes::pad(block, &mut padded);
         let (spaces, others) = whitespace(full);
         let ws = spaces | others;
         let drop = ws & ((ws << 1) | carry);
@@ -206,13 +200,7 @@ pub fn may_hold_leet(text: &str) -> bool {
     // Whether the last byte of the previous block is a letter.
     let mut carry = 0u64;
     for (k, block) in bytes.chunks(BLOCK).enumerate() {
-        let full: &[u8] = if block.len() == BLOCK {
-            block
-        } else {
-            padded[..block.len()].copy_from_slice(block);
-            padded[block.len()..].fill(0);
-            &padded
-        };
+        let full = super::classes::pad(block, &mut padded);
         let m = letters_symbols(full, LEET_BYTES);
         let mut after_letter = m.symbol & ((m.letter << 1) | carry);
         carry = m.letter >> 63;
