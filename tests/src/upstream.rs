@@ -6,6 +6,7 @@
 //! - `/inject`: a text page carrying a prompt injection.
 //! - `/bytes/N`: N bytes of deterministic binary data (`application/octet-stream`).
 //! - `/echo`: the request body back, as `application/octet-stream`.
+//! - `/clean.gz`, `/inject.gz`: the same pages gzip-compressed (`Content-Encoding: gzip`).
 //! - `/sse?events=N&inject=K&split=K`: a `text/event-stream` of N OpenAI-style chunks, one
 //!   token each, written one by one with a pause of 800 ms after the 10th; event K carries a
 //!   whole prompt injection (`inject`), or events K, K+1, K+2 carry one in three pieces
@@ -130,6 +131,25 @@ fn serve(stream: TcpStream, record: &Mutex<Vec<Seen>>) -> Result<()> {
         let path = target.split('?').next().unwrap_or("");
         if path == "/sse" {
             return stream_events(&mut writer, &target);
+        }
+        if let Some(page) = path.strip_suffix(".gz") {
+            let text: &[u8] = if page == "/inject" {
+                INJECTION.as_bytes()
+            } else {
+                b"all good here\n"
+            };
+            let mut encoder =
+                flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            encoder.write_all(text)?;
+            let payload = encoder.finish()?;
+            write!(
+                writer,
+                "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Encoding: gzip\r\nContent-Length: {}\r\n\r\n",
+                payload.len()
+            )?;
+            writer.write_all(&payload)?;
+            writer.flush()?;
+            continue;
         }
         let (status, content_type, payload): (&str, &str, Vec<u8>) = if path == "/clean" {
             ("200 OK", "text/plain", b"all good here\n".to_vec())

@@ -502,6 +502,12 @@ fn request_bodies_are_read_by_content_type_and_unreadable_ones_blocked() {
             &["--header", "Content-Encoding: gzip"],
             "body.encoded",
         ),
+        (
+            "text/plain",
+            b"plain",
+            &["--header", "Content-Encoding: br"],
+            "body.encoded",
+        ),
     ] {
         let output = body_check(content_type, body, extra);
         assert_eq!(
@@ -527,4 +533,32 @@ fn request_bodies_are_read_by_content_type_and_unreadable_ones_blocked() {
     );
     assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
     assert!(rule_ids(&output).contains(&"body.unparseable".to_string()));
+}
+
+/// A gzip-compressed body is scanned decoded, as the proxy does.
+#[test]
+fn compressed_bodies_are_scanned_decoded() {
+    use std::io::Write as _;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder
+        .write_all(format!(r#"{{"note":"{AWS_KEY}"}}"#).as_bytes())
+        .expect("compress");
+    let gzipped = encoder.finish().expect("finish");
+    let output = run_pipelock(
+        &[
+            "check",
+            "--json",
+            "--body",
+            "-",
+            "--content-type",
+            "application/json",
+            "--header",
+            "Content-Encoding: gzip",
+        ],
+        Some(&gzipped),
+        TIMEOUT,
+    )
+    .expect("check");
+    assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+    assert!(rule_ids(&output).contains(&"dlp.aws_access_key_id".to_string()));
 }

@@ -152,6 +152,30 @@ fn injected_responses_are_blocked_or_flagged_by_mode() {
     assert_eq!(answer["what"], "response");
     assert!(!body.contains("Ignore all previous"), "{body}");
 
+    // A gzip-compressed injection is decoded and caught; a clean compressed page reaches the
+    // client decoded; the origin is only offered codings Pipelock can decode.
+    let (status, body) = curl_status_body(
+        &["-x", &proxy, "-H", "Accept-Encoding: br, gzip"],
+        &origin.url("/inject.gz"),
+    )
+    .expect("curl");
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(json(&body)["scanner"], "injection");
+    let (status, body) = curl_status_body(
+        &["-x", &proxy, "-H", "Accept-Encoding: br, gzip"],
+        &origin.url("/clean.gz"),
+    )
+    .expect("curl");
+    assert_eq!((status, body.as_str()), (200, "all good here\n"));
+    let offered: Vec<String> = origin
+        .seen()
+        .iter()
+        .flat_map(|r| r.headers.clone())
+        .filter(|(name, _)| name.eq_ignore_ascii_case("accept-encoding"))
+        .map(|(_, value)| value)
+        .collect();
+    assert_eq!(offered, vec!["gzip".to_string(), "gzip".to_string()]);
+
     // `strip` cuts the injection out and forwards the rest, saying so.
     let (_strip, _dir3, strip_proxy) =
         start_proxy("response_scanning:\n  enabled: true\n  action: strip\n");

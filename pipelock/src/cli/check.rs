@@ -184,23 +184,16 @@ fn check_request(args: &CheckArgs) -> anyhow::Result<u8> {
     let fail_closed = self::enforcement(&config, true);
     let unscannable =
         |rule_id: &str, reason: String| Finding::unscannable(rule_id, reason, ScannerKind::Dlp);
+    // The body's Content-Encoding, when a --header gives one: the body is scanned decoded.
+    let mut coding: Option<String> = None;
     for header in &args.headers {
         let Some((name, value)) = header.split_once(':') else {
             eprintln!("error: --header {header:?} is not `Name: value`");
             return Ok(EXIT_USAGE);
         };
         let name = name.trim();
-        if args.body.is_some() && name.eq_ignore_ascii_case("content-encoding") {
-            let coding = value.trim();
-            if !coding.eq_ignore_ascii_case("identity") && !coding.is_empty() {
-                judged.push((
-                    unscannable(
-                        "body.encoded",
-                        format!("Body with Content-Encoding {coding} cannot be scanned"),
-                    ),
-                    fail_closed,
-                ));
-            }
+        if name.eq_ignore_ascii_case("content-encoding") {
+            coding = Some(value.trim().to_string());
         }
         if section.scans_header(name) {
             judged.extend(
@@ -221,7 +214,16 @@ fn check_request(args: &CheckArgs) -> anyhow::Result<u8> {
             );
             judged.push((unscannable("body.too_large", reason), fail_closed));
         } else if section.enabled {
-            match crate::scan::body::extract(&body, args.content_type.as_deref()) {
+            let decoded = match &coding {
+                Some(coding) => crate::scan::inflate::decode(&body, coding, limit)
+                    .map_err(|e| ("body.encoded", format!("Body: {e}"))),
+                None => Ok(body),
+            };
+            let segments = decoded.and_then(|body| {
+                crate::scan::body::extract(&body, args.content_type.as_deref())
+                    .map_err(|e| ("body.unparseable", e.to_string()))
+            });
+            match segments {
                 Ok(segments) => {
                     for segment in segments {
                         judged.extend(
@@ -232,10 +234,7 @@ fn check_request(args: &CheckArgs) -> anyhow::Result<u8> {
                         );
                     }
                 }
-                Err(error) => judged.push((
-                    unscannable("body.unparseable", error.to_string()),
-                    fail_closed,
-                )),
+                Err((rule, reason)) => judged.push((unscannable(rule, reason), fail_closed)),
             }
         }
     }

@@ -11,7 +11,8 @@ use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
 use hyper::header::{
-    HeaderMap, HeaderName, HeaderValue, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, HOST,
+    HeaderMap, HeaderName, HeaderValue, ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_LENGTH,
+    CONTENT_TYPE, HOST,
 };
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
@@ -98,21 +99,24 @@ pub async fn forward(state: Arc<ServerState>, request: Request<Incoming>) -> Res
                 )],
                 true,
             );
-        } else if let Some(coding) = encoded(&parts.headers) {
-            judged.add(
-                &state,
-                vec![unscannable(
-                    "body.encoded",
-                    format!("Request body with Content-Encoding {coding} cannot be scanned"),
-                )],
-                true,
-            );
         } else if !prefix.is_empty() {
+            // A compressed body is scanned decoded (and forwarded as it came).
+            let coding = encoded(&parts.headers);
+            let decoded = match &coding {
+                Some(coding) => crate::scan::inflate::decode(&prefix, coding, limit)
+                    .map(std::borrow::Cow::Owned)
+                    .map_err(|e| ("body.encoded", format!("Request body: {e}"))),
+                None => Ok(std::borrow::Cow::Borrowed(&prefix[..])),
+            };
             let content_type = parts
                 .headers
                 .get(CONTENT_TYPE)
                 .and_then(|v| v.to_str().ok());
-            match crate::scan::body::extract(&prefix, content_type) {
+            let segments = decoded.and_then(|body| {
+                crate::scan::body::extract(&body, content_type)
+                    .map_err(|e| ("body.unparseable", e.to_string()))
+            });
+            match segments {
                 Ok(segments) => {
                     for segment in segments {
                         judged.add(
@@ -122,11 +126,9 @@ pub async fn forward(state: Arc<ServerState>, request: Request<Incoming>) -> Res
                         );
                     }
                 }
-                Err(error) => judged.add(
-                    &state,
-                    vec![unscannable("body.unparseable", error.to_string())],
-                    true,
-                ),
+                Err((rule, reason)) => {
+                    judged.add(&state, vec![unscannable(rule, reason)], true);
+                }
             }
         }
     }
@@ -175,6 +177,14 @@ pub async fn forward(state: Arc<ServerState>, request: Request<Incoming>) -> Res
         }
     };
     copy_end_to_end(&parts.headers, upstream_request.headers_mut());
+    if state.config.response_scanning.enabled {
+        if let Some(accept) = upstream_request.headers().get(ACCEPT_ENCODING) {
+            let narrowed = narrow_accept_encoding(accept.to_str().unwrap_or(""));
+            upstream_request
+                .headers_mut()
+                .insert(ACCEPT_ENCODING, HeaderValue::from_static(narrowed));
+        }
+    }
     if !upstream_request.headers().contains_key(HOST) {
         if let Some(value) = uri
             .authority()
@@ -271,7 +281,7 @@ async fn respond(
             .saturating_mul(1024 * 1024),
     )
     .unwrap_or(usize::MAX);
-    let (bytes, rest) = match read_up_to(body, limit).await {
+    let (mut bytes, rest) = match read_up_to(body, limit).await {
         Ok(read) => read,
         Err(error) => {
             return upstream_error(
@@ -281,6 +291,9 @@ async fn respond(
         }
     };
     record_inbound(state, host, bytes.len() as u64);
+    let decoded = encoded(&parts.headers)
+        .filter(|_| rest.is_none())
+        .map(|coding| crate::scan::inflate::decode(&bytes, &coding, limit));
     if rest.is_some() {
         judged.add(
             state,
@@ -290,16 +303,21 @@ async fn respond(
             )],
             true,
         );
-    } else if let Some(coding) = encoded(&parts.headers) {
+    } else if let Some(Err(error)) = decoded {
         judged.add(
             state,
             vec![unscannable(
                 "response.encoded",
-                format!("Response with Content-Encoding {coding} cannot be scanned"),
+                format!("Response: {error}"),
             )],
             true,
         );
     } else {
+        // Scanned decoded, and passed on decoded.
+        if let Some(Ok(plain)) = decoded {
+            bytes = Bytes::from(plain);
+            headers.remove(CONTENT_ENCODING);
+        }
         let text = String::from_utf8_lossy(&bytes);
         let findings = state.scanner.scan_inbound(&text);
         if scanning.action == ResponseAction::Strip && !findings.is_empty() {
@@ -393,6 +411,25 @@ fn is_text(content_type: &str) -> bool {
         || essence == "application/javascript"
         || essence == "application/x-ndjson"
         || essence.is_empty()
+}
+
+/// The codings of a client's `Accept-Encoding` that Pipelock can decode for scanning: a
+/// response in another coding could not be scanned, so the origin is not offered it.
+fn narrow_accept_encoding(accept: &str) -> &'static str {
+    let offered = |name: &str| {
+        accept.split(',').any(|c| {
+            let mut parts = c.split(';');
+            let coding = parts.next().unwrap_or("").trim();
+            let refused = parts.any(|p| p.trim().replace(' ', "") == "q=0");
+            coding.eq_ignore_ascii_case(name) && !refused
+        })
+    };
+    match (offered("gzip") || offered("x-gzip"), offered("deflate")) {
+        (true, true) => crate::scan::inflate::ACCEPTED,
+        (true, false) => "gzip",
+        (false, true) => "deflate",
+        (false, false) => "identity",
+    }
 }
 
 fn encoded(headers: &HeaderMap) -> Option<String> {
