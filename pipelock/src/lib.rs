@@ -11,3 +11,4 @@ pub mod policy;
 pub mod proxy;
 pub mod scan;
 pub mod telemetry;
+pub mod tls;

@@ -9,6 +9,7 @@ mod check;
 mod generate;
 mod healthcheck;
 mod run;
+mod tls;
 mod validate;
 
 use std::path::PathBuf;
@@ -75,8 +76,8 @@ enum GenerateCommand {
 
 #[derive(Debug, Subcommand)]
 enum TlsCommand {
-    /// [not yet available: arrives with the forward proxy] Generate the interception CA.
-    Init(TlsInitArgs),
+    /// Generate the interception CA: an ECDSA P-256 certificate (ca.pem) and key (ca-key.pem, mode 0600).
+    Init(tls::TlsInitArgs),
 }
 
 #[derive(Debug, Args)]
@@ -94,16 +95,6 @@ struct SimulateArgs {
     /// Print results as JSON.
     #[arg(long)]
     json: bool,
-}
-
-#[derive(Debug, Args)]
-struct TlsInitArgs {
-    /// Directory to write the CA certificate and key into.
-    #[arg(long)]
-    out: Option<PathBuf>,
-    /// Overwrite an existing CA.
-    #[arg(long)]
-    force: bool,
 }
 
 /// Parses the command line, runs the command, and maps the outcome to an exit code.
@@ -145,9 +136,7 @@ fn dispatch(command: Command) -> anyhow::Result<u8> {
         Command::Attach(_) | Command::Detach(_) | Command::Status => not_yet_available(
             "transparent interception (pipelock attach / detach / status) is not yet available in this build",
         ),
-        Command::Tls(TlsCommand::Init(_)) => not_yet_available(
-            "TLS interception (pipelock tls init) is not yet available in this build",
-        ),
+        Command::Tls(TlsCommand::Init(args)) => tls::init(&args),
     }
 }
 
