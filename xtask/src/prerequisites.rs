@@ -2,7 +2,7 @@
 //!
 //! - Debian packages: Debian's rustc 1.96 with its `core` sources (the eBPF crate builds `core`
 //!   for the BPF target), LLVM 22 for bpf-linker, bpftool for the eBPF tests, and the clients
-//!   the end-to-end tests drive (curl, python3 with requests, ruby). The Rust ones are skipped
+//!   the end-to-end tests drive (curl, python3 with requests, ruby, openssl). The Rust ones are skipped
 //!   when a rustup nightly with rust-src is present, which `pipelock/build.rs` then uses.
 //! - `bpf-linker` 0.13 from crates.io, built against Debian's LLVM 22.
 
@@ -25,6 +25,7 @@ const OTHER_PACKAGES: &[&str] = &[
     "python3",
     "python3-requests",
     "ruby",
+    "openssl",
 ];
 
 /// The bpf-linker release to install; any 0.13.x already installed is accepted.
