@@ -444,3 +444,75 @@ fn event_streams_are_scanned_event_by_event_without_buffering() {
     assert!(events.iter().any(|e| e == "event: error"), "{events:?}");
     assert!(!events.iter().any(|e| e.contains("word55")), "{events:?}");
 }
+
+/// What one connection to a raw TCP origin received, read until the client closes or 3 s
+/// pass; the origin then closes its side.
+fn raw_origin() -> (std::net::SocketAddr, std::sync::mpsc::Receiver<Vec<u8>>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten().take(4) {
+            let mut stream = stream;
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(3)));
+            let mut got = Vec::new();
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stream.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                got.extend_from_slice(&buf[..n]);
+                if got.len() > 16 {
+                    break;
+                }
+            }
+            let _ = tx.send(got);
+        }
+    });
+    (addr, rx)
+}
+
+/// `openssl s_client` through the proxy (HTTP CONNECT) to `localhost:port`, asking for
+/// `server_name` in its ClientHello.
+fn s_client(proxy: std::net::SocketAddr, port: u16, server_name: &str) {
+    let mut command = Command::new("openssl");
+    command.args([
+        "s_client",
+        "-proxy",
+        &proxy.to_string(),
+        "-connect",
+        &format!("localhost:{port}"),
+        "-servername",
+        server_name,
+    ]);
+    // It fails either way (the origin speaks no TLS); only what reached the origin matters.
+    let _ = run_with_timeout(command, Some(b""), Duration::from_secs(20)).expect("s_client");
+}
+
+#[test]
+fn tls_server_names_must_match_the_connect_host() {
+    let (pipelock, _dir, _proxy) = start_proxy("trusted_domains: [\"localhost\"]\n");
+    let (origin, received) = raw_origin();
+
+    // The ClientHello names the CONNECT host: it is relayed to the origin.
+    s_client(pipelock.addr, origin.port(), "localhost");
+    let got = received
+        .recv_timeout(Duration::from_secs(10))
+        .expect("a connection");
+    assert_eq!(
+        got.first(),
+        Some(&0x16),
+        "the ClientHello did not arrive: {got:?}"
+    );
+
+    // Domain fronting: CONNECT localhost, ClientHello for another name. The tunnel is closed
+    // and the origin receives nothing.
+    s_client(pipelock.addr, origin.port(), "api.evil.example");
+    let got = received
+        .recv_timeout(Duration::from_secs(10))
+        .expect("a connection");
+    assert!(got.is_empty(), "bytes reached the origin: {got:?}");
+    let logs = pipelock.stdout_lines().join("\n");
+    assert!(logs.contains("TLS server name check failed"), "{logs}");
+    assert!(logs.contains("api.evil.example"), "{logs}");
+}

@@ -11,6 +11,7 @@
 mod dial;
 mod http;
 mod judge;
+mod sni;
 mod sse;
 mod tunnel;
 

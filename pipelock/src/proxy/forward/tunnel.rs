@@ -102,9 +102,23 @@ pub async fn open(state: Arc<ServerState>, request: Request<Incoming>) -> Respon
     tokio::spawn(async move {
         match hyper::upgrade::on(request).await {
             Ok(upgraded) => {
+                let mut client = TokioIo::new(upgraded);
+                let mut first = Vec::new();
+                if relay_state.config.forward_proxy.sni_verification {
+                    match client_hello(&mut client, &host).await {
+                        Ok(bytes) => first = bytes,
+                        Err(reason) => {
+                            relay_state
+                                .metrics
+                                .record_proxy_request("connect", "block", "sni");
+                            tracing::warn!(target_host = %host, %reason, "tunnel closed: TLS server name check failed");
+                            return;
+                        }
+                    }
+                }
                 relay_state.metrics.tunnels(1);
                 let started = Instant::now();
-                let (out, inn, reason) = relay(TokioIo::new(upgraded), upstream, limits).await;
+                let (out, inn, reason) = relay(client, upstream, first, limits).await;
                 relay_state.metrics.tunnels(-1);
                 relay_state.metrics.record_proxy_bytes("out", out);
                 super::http::record_inbound(&relay_state, &host, inn);
@@ -149,18 +163,71 @@ struct Limits {
     idle: Duration,
 }
 
+/// How long a client may take to send its TLS ClientHello.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
+/// How much of a tunnel's start is read looking for the ClientHello.
+const HELLO_MAX: usize = 16 * 1024;
+
+/// Reads the start of the tunnel until the TLS server name is known, and checks it against
+/// the CONNECT host (`sni_verification`). Returns the bytes read, to be relayed first; a
+/// different name, a malformed handshake or a silent client is an error (the reference's
+/// "mismatch", "malformed" and "timeout"). Plain protocols and hellos without a name pass.
+async fn client_hello<C>(client: &mut C, host: &str) -> Result<Vec<u8>, String>
+where
+    C: AsyncRead + Unpin,
+{
+    let mut bytes = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + HELLO_TIMEOUT;
+    loop {
+        match super::sni::parse(&bytes) {
+            super::sni::Sni::Incomplete if bytes.len() < HELLO_MAX => {}
+            super::sni::Sni::Incomplete | super::sni::Sni::Malformed => {
+                return Err("malformed TLS ClientHello".to_string());
+            }
+            super::sni::Sni::NotTls | super::sni::Sni::NoExtension => return Ok(bytes),
+            super::sni::Sni::Name(name) => {
+                let expected = host.trim_end_matches('.').to_ascii_lowercase();
+                return if name.trim_end_matches('.') == expected {
+                    Ok(bytes)
+                } else {
+                    Err(format!(
+                        "the ClientHello names {name:?}, the CONNECT {expected:?}"
+                    ))
+                };
+            }
+        }
+        match tokio::time::timeout_at(deadline, client.read(&mut buf)).await {
+            Err(_) => return Err("no TLS ClientHello within 5 s".to_string()),
+            Ok(Ok(0)) if bytes.is_empty() => return Ok(bytes),
+            Ok(Ok(0)) => return Err("the client closed mid-handshake".to_string()),
+            Ok(Ok(n)) => bytes.extend_from_slice(&buf[..n]),
+            Ok(Err(error)) => return Err(format!("read failed: {error}")),
+        }
+    }
+}
+
 /// Copies both ways until both sides are done, the tunnel has been idle for `idle`, or it
-/// has lived `max`. Returns bytes client→upstream, upstream→client and why it ended.
-async fn relay<C>(client: C, upstream: TcpStream, limits: Limits) -> (u64, u64, &'static str)
+/// has lived `max`, after sending `first` (what the client sent before the relay started)
+/// upstream. Returns bytes client→upstream, upstream→client and why it ended.
+async fn relay<C>(
+    client: C,
+    upstream: TcpStream,
+    first: Vec<u8>,
+    limits: Limits,
+) -> (u64, u64, &'static str)
 where
     C: AsyncRead + AsyncWrite + Unpin,
 {
     let (mut client_read, mut client_write) = tokio::io::split(client);
     let (mut upstream_read, mut upstream_write) = upstream.into_split();
+    if upstream_write.write_all(&first).await.is_err() {
+        return (0, 0, "upstream write failed");
+    }
     let deadline = tokio::time::Instant::now() + limits.max;
     let mut to_upstream = vec![0u8; 16 * 1024];
     let mut to_client = vec![0u8; 16 * 1024];
-    let (mut out, mut inn) = (0u64, 0u64);
+    let (mut out, mut inn) = (first.len() as u64, 0u64);
     let (mut client_open, mut upstream_open) = (true, true);
     let reason = loop {
         if !client_open && !upstream_open {
