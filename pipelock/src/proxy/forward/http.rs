@@ -58,13 +58,13 @@ pub async fn forward(state: Arc<ServerState>, request: Request<Incoming>) -> Res
     // 1. The URL, every layer, before any lookup.
     judged.add(&state, state.scanner.scan_url(&uri.to_string()), true);
     if judged.block.is_some() {
-        return refuse(&state, &judged, StatusCode::FORBIDDEN, "request");
+        return judged.refuse(&state, "http", StatusCode::FORBIDDEN, "request");
     }
     // 2. The per-site rate limit and data budget.
     if let Err(finding) = state.scanner.budgets().admit(&host, Instant::now()) {
         judged.add(&state, vec![finding], true);
         if judged.block.is_some() {
-            return refuse(&state, &judged, StatusCode::TOO_MANY_REQUESTS, "request");
+            return judged.refuse(&state, "http", StatusCode::TOO_MANY_REQUESTS, "request");
         }
     }
     // 3. Headers and body.
@@ -133,7 +133,7 @@ pub async fn forward(state: Arc<ServerState>, request: Request<Incoming>) -> Res
         }
     }
     if judged.block.is_some() {
-        return refuse(&state, &judged, StatusCode::FORBIDDEN, "request");
+        return judged.refuse(&state, "http", StatusCode::FORBIDDEN, "request");
     }
     // 4. Resolve, check the addresses, connect to one that passed.
     let resolved = match dial::resolve(&state, &host, port).await {
@@ -149,7 +149,7 @@ pub async fn forward(state: Arc<ServerState>, request: Request<Incoming>) -> Res
     };
     judged.add(&state, resolved.findings, true);
     if judged.block.is_some() {
-        return refuse(&state, &judged, StatusCode::FORBIDDEN, "request");
+        return judged.refuse(&state, "http", StatusCode::FORBIDDEN, "request");
     }
     let upstream = match dial::connect(&resolved.addrs).await {
         Ok(stream) => stream,
@@ -266,7 +266,7 @@ async fn respond(
                 )],
                 true,
             );
-            return refuse(state, &judged, StatusCode::FORBIDDEN, "response");
+            return judged.refuse(state, "http", StatusCode::FORBIDDEN, "response");
         }
         headers.remove(CONTENT_LENGTH);
         let events = super::sse::SseScan::new(body, Arc::clone(state), host.to_string());
@@ -342,7 +342,7 @@ async fn respond(
         judged.add(state, findings, section_blocks);
     }
     if judged.block.is_some() {
-        return refuse(state, &judged, StatusCode::FORBIDDEN, "response");
+        return judged.refuse(state, "http", StatusCode::FORBIDDEN, "response");
     }
     if rest.is_some() {
         // Audit mode: what was not scanned still reaches the client, after what was.
@@ -472,25 +472,6 @@ fn add_warning(judged: &Judgement, headers: &mut HeaderMap) {
 
 fn unscannable(rule_id: &str, reason: String) -> Finding {
     Finding::unscannable(rule_id, reason, ScannerKind::Dlp)
-}
-
-fn refuse(
-    state: &ServerState,
-    judged: &Judgement,
-    status: StatusCode,
-    what: &str,
-) -> Response<Body> {
-    let (verdict, scanner) = judged.outcome();
-    state
-        .metrics
-        .record_proxy_request("http", verdict, &scanner);
-    match &judged.block {
-        Some(finding) => {
-            tracing::warn!(rule = %finding.rule_id, scanner = %finding.scanner, what, "blocked");
-            response::blocked(status, finding, what)
-        }
-        None => response::error(status, "blocked", what),
-    }
 }
 
 fn bad_request(state: &ServerState, message: &str) -> Response<Body> {

@@ -1,6 +1,9 @@
 //! Findings to a decision for the forward proxy, through the one policy path.
 
+use hyper::{Response, StatusCode};
+
 use crate::policy::{verdict_for, Enforcement, Verdict};
+use crate::proxy::response::{self, Body};
 use crate::proxy::ServerState;
 use crate::scan::Finding;
 
@@ -37,6 +40,26 @@ impl Judgement {
             (Some(f), _) => ("block", f.scanner.to_string()),
             (None, Some(f)) => ("warn", f.scanner.to_string()),
             (None, None) => ("allow", "none".to_string()),
+        }
+    }
+
+    /// The refusal of a `kind` (`http`, `connect`) request, counted under its verdict: the
+    /// blocking finding answered with `status` and named as blocking `what`.
+    pub fn refuse(
+        &self,
+        state: &ServerState,
+        kind: &str,
+        status: StatusCode,
+        what: &str,
+    ) -> Response<Body> {
+        let (verdict, scanner) = self.outcome();
+        state.metrics.record_proxy_request(kind, verdict, &scanner);
+        match &self.block {
+            Some(finding) => {
+                tracing::warn!(rule = %finding.rule_id, scanner = %finding.scanner, kind, what, "blocked");
+                response::blocked(status, finding, what)
+            }
+            None => response::error(status, "blocked", what),
         }
     }
 

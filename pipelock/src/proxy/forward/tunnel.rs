@@ -42,18 +42,13 @@ pub async fn open(state: Arc<ServerState>, request: Request<Incoming>) -> Respon
         state.scanner.scan_url(&format!("https://{authority}/")),
         true,
     );
-    if let Some(finding) = &judged.block {
-        return refuse(&state, &judged, StatusCode::FORBIDDEN, finding.clone());
+    if judged.block.is_some() {
+        return judged.refuse(&state, "connect", StatusCode::FORBIDDEN, "tunnel");
     }
     if let Err(finding) = state.scanner.budgets().admit(&host, Instant::now()) {
         judged.add(&state, vec![finding], true);
-        if let Some(finding) = &judged.block {
-            return refuse(
-                &state,
-                &judged,
-                StatusCode::TOO_MANY_REQUESTS,
-                finding.clone(),
-            );
+        if judged.block.is_some() {
+            return judged.refuse(&state, "connect", StatusCode::TOO_MANY_REQUESTS, "tunnel");
         }
     }
     let resolved = match dial::resolve(&state, &host, port).await {
@@ -70,8 +65,8 @@ pub async fn open(state: Arc<ServerState>, request: Request<Incoming>) -> Respon
         }
     };
     judged.add(&state, resolved.findings, true);
-    if let Some(finding) = &judged.block {
-        return refuse(&state, &judged, StatusCode::FORBIDDEN, finding.clone());
+    if judged.block.is_some() {
+        return judged.refuse(&state, "connect", StatusCode::FORBIDDEN, "tunnel");
     }
     let upstream = match dial::connect(&resolved.addrs).await {
         Ok(stream) => stream,
@@ -141,20 +136,6 @@ pub async fn open(state: Arc<ServerState>, request: Request<Incoming>) -> Respon
         }
     }
     ok
-}
-
-fn refuse(
-    state: &ServerState,
-    judged: &Judgement,
-    status: StatusCode,
-    finding: crate::scan::Finding,
-) -> Response<Body> {
-    let (verdict, scanner) = judged.outcome();
-    state
-        .metrics
-        .record_proxy_request("connect", verdict, &scanner);
-    tracing::warn!(rule = %finding.rule_id, scanner = %finding.scanner, "CONNECT refused");
-    response::blocked(status, &finding, "tunnel")
 }
 
 #[derive(Debug, Clone, Copy)]
