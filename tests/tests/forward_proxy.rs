@@ -20,11 +20,16 @@ fn start_proxy(extra: &str) -> (Pipelock, tempfile::TempDir, String) {
 
 /// [`start_proxy`] with `request_body_scanning.action` set to `action`.
 fn start_proxy_with(extra: &str, action: &str) -> (Pipelock, tempfile::TempDir, String) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let config = format!(
+    start_with_config(&format!(
         "version: 1\nforward_proxy:\n  enabled: true\n  idle_timeout_seconds: 2\nssrf:\n  ip_allowlist: [\"127.0.0.0/8\"]\nrequest_body_scanning:\n  action: {action}\n{extra}"
-    );
-    let path = write_file(dir.path(), "pipelock.yaml", &config).expect("config");
+    ))
+}
+
+/// Starts pipelock on a free loopback port with `yaml` as its config; returns it, the
+/// directory holding the config, and its proxy URL.
+fn start_with_config(yaml: &str) -> (Pipelock, tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = write_file(dir.path(), "pipelock.yaml", yaml).expect("config");
     let pipelock = Pipelock::start(&[
         "--config",
         path.to_str().expect("utf-8"),
@@ -221,24 +226,8 @@ fn connect_tunnels_get_hostname_checks_ssrf_and_timeouts() {
     }
 
     // Without the loopback allowance, the same origin is an SSRF target.
-    let (_strict, _dir2, guarded) = {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = write_file(
-            dir.path(),
-            "p.yaml",
-            "version: 1\nforward_proxy:\n  enabled: true\n",
-        )
-        .expect("config");
-        let p = Pipelock::start(&[
-            "--config",
-            path.to_str().expect("utf-8"),
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .expect("start");
-        let url = format!("http://{}", p.addr);
-        (p, dir, url)
-    };
+    let (_strict, _dir2, guarded) =
+        start_with_config("version: 1\nforward_proxy:\n  enabled: true\n");
     let (status, body) =
         curl_status_body(&["-p", "-x", &guarded], &origin.url("/clean")).expect("curl");
     assert_ne!(status, 200, "{body}");
@@ -287,25 +276,8 @@ fn rate_limit_and_disabled_proxy() {
     assert_eq!(status, 429, "{body}");
     assert_eq!(json(&body)["rule"], "url.rate_limit");
 
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = write_file(
-        dir.path(),
-        "off.yaml",
-        "version: 1\nforward_proxy:\n  enabled: false\n",
-    )
-    .expect("config");
-    let off = Pipelock::start(&[
-        "--config",
-        path.to_str().expect("utf-8"),
-        "--listen",
-        "127.0.0.1:0",
-    ])
-    .expect("start");
-    let (status, body) = curl_status_body(
-        &["-x", &format!("http://{}", off.addr)],
-        &origin.url("/clean"),
-    )
-    .expect("curl");
+    let (_off, _dir2, off) = start_with_config("version: 1\nforward_proxy:\n  enabled: false\n");
+    let (status, body) = curl_status_body(&["-x", &off], &origin.url("/clean")).expect("curl");
     assert_eq!(status, 403, "{body}");
     assert_eq!(json(&body)["error"], "forward_proxy_disabled");
 }
