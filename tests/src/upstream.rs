@@ -14,7 +14,7 @@
 //! - anything else: 404.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::sync::{Arc, Mutex};
 use std::thread;
 
@@ -33,6 +33,47 @@ pub struct Seen {
 pub struct Upstream {
     pub addr: SocketAddr,
     seen: Arc<Mutex<Vec<Seen>>>,
+    scheme: &'static str,
+}
+
+/// A test CA and the origin certificate it signed (for 127.0.0.1 and localhost), as PEM.
+pub struct TestPki {
+    pub ca_pem: String,
+    server_config: Arc<rustls::ServerConfig>,
+}
+
+impl TestPki {
+    /// A fresh CA ("Pipelock test origin CA") and a server certificate signed by it.
+    pub fn new() -> Result<Self> {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+        let ca_key = KeyPair::generate().context("CA key")?;
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).context("CA params")?;
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "Pipelock test origin CA");
+        let ca_cert = ca_params.self_signed(&ca_key).context("CA cert")?;
+        let issuer = Issuer::new(ca_params, ca_key);
+        let key = KeyPair::generate().context("server key")?;
+        let params = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+            .context("server params")?;
+        let cert = params.signed_by(&key, &issuer).context("server cert")?;
+        let der_key = rustls::pki_types::PrivateKeyDer::Pkcs8(
+            rustls::pki_types::PrivatePkcs8KeyDer::from(key.serialize_der()),
+        );
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .context("TLS versions")?
+            .with_no_client_auth()
+            .with_single_cert(vec![cert.der().clone()], der_key)
+            .context("server TLS config")?;
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(Self {
+            ca_pem: ca_cert.pem(),
+            server_config: Arc::new(config),
+        })
+    }
 }
 
 /// The text `/inject` serves.
@@ -42,25 +83,44 @@ pub const INJECTION: &str =
 impl Upstream {
     /// Starts the origin on 127.0.0.1 with a free port.
     pub fn start() -> Result<Self> {
+        Self::start_with(None)
+    }
+
+    /// Starts the origin on 127.0.0.1 with a free port, speaking HTTPS with `pki`'s
+    /// certificate.
+    pub fn start_tls(pki: &TestPki) -> Result<Self> {
+        Self::start_with(Some(Arc::clone(&pki.server_config)))
+    }
+
+    fn start_with(tls: Option<Arc<rustls::ServerConfig>>) -> Result<Self> {
         let listener = TcpListener::bind("127.0.0.1:0").context("bind the upstream")?;
         let addr = listener.local_addr()?;
         let seen = Arc::new(Mutex::new(Vec::new()));
         let record = Arc::clone(&seen);
+        let scheme = if tls.is_some() { "https" } else { "http" };
         thread::spawn(move || {
             for stream in listener.incoming().flatten() {
                 let record = Arc::clone(&record);
+                let tls = tls.clone();
                 thread::spawn(move || {
-                    let _ = serve(stream, &record);
+                    let _ = match tls {
+                        None => serve(stream, &record),
+                        Some(config) => rustls::ServerConnection::new(config)
+                            .map_err(anyhow::Error::from)
+                            .and_then(|conn| {
+                                serve(rustls::StreamOwned::new(conn, stream), &record)
+                            }),
+                    };
                 });
             }
         });
-        Ok(Self { addr, seen })
+        Ok(Self { addr, seen, scheme })
     }
 
-    /// `http://127.0.0.1:PORT` followed by `path`.
+    /// `http://127.0.0.1:PORT` (or `https://`) followed by `path`.
     #[must_use]
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
+        format!("{}://{}{path}", self.scheme, self.addr)
     }
 
     /// Every request received so far.
@@ -84,9 +144,8 @@ pub fn pattern_bytes(n: usize) -> Vec<u8> {
         .collect()
 }
 
-fn serve(stream: TcpStream, record: &Mutex<Vec<Seen>>) -> Result<()> {
-    let mut reader = BufReader::new(stream.try_clone()?);
-    let mut writer = stream;
+fn serve<S: Read + Write>(stream: S, record: &Mutex<Vec<Seen>>) -> Result<()> {
+    let mut reader = BufReader::new(stream);
     loop {
         let mut line = String::new();
         if reader.read_line(&mut line)? == 0 {
@@ -129,8 +188,9 @@ fn serve(stream: TcpStream, record: &Mutex<Vec<Seen>>) -> Result<()> {
             });
         }
         let path = target.split('?').next().unwrap_or("");
+        let writer = reader.get_mut();
         if path == "/sse" {
-            return stream_events(&mut writer, &target);
+            return stream_events(writer, &target);
         }
         if let Some(page) = path.strip_suffix(".gz") {
             let text: &[u8] = if page == "/inject" {
@@ -195,7 +255,7 @@ pub fn sse_token(i: usize, inject: usize, split: usize) -> String {
     }
 }
 
-fn stream_events(writer: &mut TcpStream, target: &str) -> Result<()> {
+fn stream_events<W: Write>(writer: &mut W, target: &str) -> Result<()> {
     let query = target.split_once('?').map_or("", |(_, q)| q);
     let param = |name: &str| {
         query

@@ -25,6 +25,7 @@ const OTHER_PACKAGES: &[&str] = &[
     "python3",
     "python3-requests",
     "ruby",
+    "ruby-faraday",
     "openssl",
 ];
 

@@ -52,6 +52,14 @@ async fn serve_config(config: Config, source: String) -> anyhow::Result<()> {
     // Build the scanners and take over the signals before announcing the listeners, so that a
     // client (or a signal) that follows the "listening" line meets a ready server.
     let scanner = Scanner::new(&config).context("cannot build the scanners")?;
+    let interceptor = if config.tls_interception.enabled {
+        let interceptor =
+            crate::tls::Interceptor::load(&config.tls_interception, std::env::var_os("HOME"))
+                .context("cannot set up TLS interception (tls_interception)")?;
+        Some(Arc::new(interceptor))
+    } else {
+        None
+    };
     let shutdown = shutdown_signal()?;
     let separate_metrics = !config.metrics_listen.trim().is_empty();
     let mut listeners = vec![
@@ -108,6 +116,7 @@ async fn serve_config(config: Config, source: String) -> anyhow::Result<()> {
         mode,
         config: Arc::new(config),
         scanner,
+        interceptor,
     });
     serve(listeners, state, shutdown).await;
     Ok(())
@@ -131,7 +140,6 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
 /// rather than left to assume they are active.
 fn features_not_yet_served(config: &Config) -> Vec<&'static str> {
     [
-        (config.tls_interception.enabled, "tls_interception"),
         (config.websocket_proxy.enabled, "websocket_proxy"),
         (config.reverse_proxy.enabled, "reverse_proxy"),
         (config.kill_switch.enabled, "kill_switch"),

@@ -1,13 +1,13 @@
 //! `pipelock tls init`: generate the TLS interception CA and write it to disk.
 
 use std::ffi::OsString;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use clap::Args;
 
 use super::EXIT_OK;
-use crate::tls::{self, ca::DEFAULT_ORG, CaError, CA_CERT_FILE, CA_KEY_FILE, DEFAULT_CA_DIR};
+use crate::tls::{self, ca::DEFAULT_ORG, CaError, CA_CERT_FILE, CA_KEY_FILE};
 
 #[derive(Debug, Args)]
 pub struct TlsInitArgs {
@@ -55,20 +55,23 @@ fn output_paths(args: &TlsInitArgs, home: Option<OsString>) -> anyhow::Result<(P
     if let (Some(cert), Some(key)) = (&args.cert, &args.key) {
         return Ok((cert.clone(), key.clone()));
     }
-    let dir = match &args.dir {
-        Some(dir) => dir.clone(),
-        None => match home.filter(|h| !h.is_empty()) {
-            Some(home) => Path::new(&home).join(DEFAULT_CA_DIR),
+    let (cert, key) = match &args.dir {
+        Some(dir) => (dir.join(CA_CERT_FILE), dir.join(CA_KEY_FILE)),
+        None => match crate::tls::default_ca_paths(home) {
+            Some(paths) => paths,
             None => bail!("HOME is not set: pass --dir DIR (or both --cert and --key)"),
         },
     };
-    let cert = args.cert.clone().unwrap_or_else(|| dir.join(CA_CERT_FILE));
-    let key = args.key.clone().unwrap_or_else(|| dir.join(CA_KEY_FILE));
-    Ok((cert, key))
+    Ok((
+        args.cert.clone().unwrap_or(cert),
+        args.key.clone().unwrap_or(key),
+    ))
 }
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use super::*;
 
     fn args(dir: Option<&str>, cert: Option<&str>, key: Option<&str>) -> TlsInitArgs {

@@ -343,28 +343,38 @@ fn parse_cidr(cidr: &str) -> Result<u8, String> {
 
 /// A Go duration: one or more `<number><unit>` with units ns, us, µs, ms, s, m, h.
 fn is_go_duration(text: &str) -> bool {
+    parse_go_duration(text).is_some()
+}
+
+/// Parses a Go duration (`24h`, `90m`, `1h30m`, `1.5h`, `300ms`); `None` when malformed.
+pub fn parse_go_duration(text: &str) -> Option<std::time::Duration> {
     let mut rest = text;
     if rest.is_empty() {
-        return false;
+        return None;
     }
+    let mut seconds = 0f64;
     while !rest.is_empty() {
         let digits = rest
             .find(|c: char| !(c.is_ascii_digit() || c == '.'))
             .unwrap_or(rest.len());
-        if digits == 0 || rest[..digits].parse::<f64>().is_err() {
-            return false;
-        }
+        let value: f64 = rest.get(..digits).filter(|d| !d.is_empty())?.parse().ok()?;
         rest = &rest[digits..];
-        let unit = ["ns", "us", "µs", "ms", "s", "m", "h"]
-            .iter()
-            .filter(|u| rest.starts_with(**u))
-            .max_by_key(|u| u.len());
-        match unit {
-            Some(unit) => rest = &rest[unit.len()..],
-            None => return false,
-        }
+        let (unit, scale) = [
+            ("ns", 1e-9),
+            ("us", 1e-6),
+            ("µs", 1e-6),
+            ("ms", 1e-3),
+            ("s", 1.0),
+            ("m", 60.0),
+            ("h", 3600.0),
+        ]
+        .into_iter()
+        .filter(|(u, _)| rest.starts_with(*u))
+        .max_by_key(|(u, _)| u.len())?;
+        rest = &rest[unit.len()..];
+        seconds += value * scale;
     }
-    true
+    std::time::Duration::try_from_secs_f64(seconds).ok()
 }
 
 #[cfg(test)]
@@ -376,6 +386,18 @@ mod tests {
         for ok in ["24h", "90m", "1h30m", "1.5h", "300ms", "10s"] {
             assert!(is_go_duration(ok), "{ok}");
         }
+        assert_eq!(
+            parse_go_duration("1h30m"),
+            Some(std::time::Duration::from_secs(5400))
+        );
+        assert_eq!(
+            parse_go_duration("300ms"),
+            Some(std::time::Duration::from_millis(300))
+        );
+        assert_eq!(
+            parse_go_duration("24h"),
+            Some(std::time::Duration::from_secs(86_400))
+        );
         for bad in ["", "24", "h", "1d", "1h-"] {
             assert!(!is_go_duration(bad), "{bad}");
         }

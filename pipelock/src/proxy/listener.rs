@@ -31,6 +31,8 @@ pub struct ServerState {
     pub metrics: Metrics,
     pub config: Arc<Config>,
     pub scanner: Arc<Scanner>,
+    /// TLS interception of CONNECT tunnels, when `tls_interception.enabled`.
+    pub interceptor: Option<Arc<crate::tls::Interceptor>>,
 }
 
 /// Why a listener could not be opened.

@@ -53,6 +53,7 @@ pub struct Metrics {
     proxy_requests: Family<ProxyRequestLabels, Counter>,
     proxy_bytes: Family<DirectionLabels, Counter>,
     open_tunnels: Gauge,
+    tls_leaves: Gauge,
 }
 
 impl Metrics {
@@ -108,12 +109,20 @@ impl Metrics {
             open_tunnels.clone(),
         );
 
+        let tls_leaves = Gauge::default();
+        registry.register(
+            "tls_leaf_cache_size",
+            "Leaf certificates cached for TLS interception",
+            tls_leaves.clone(),
+        );
+
         Self {
             registry: Arc::new(registry),
             http_requests,
             proxy_requests,
             proxy_bytes,
             open_tunnels,
+            tls_leaves,
         }
     }
 
@@ -150,6 +159,12 @@ impl Metrics {
     /// A tunnel opened (`1`) or closed (`-1`).
     pub fn tunnels(&self, delta: i64) {
         self.open_tunnels.inc_by(delta);
+    }
+
+    /// How many leaf certificates the interception cache holds.
+    pub fn set_tls_leaves(&self, cached: usize) {
+        self.tls_leaves
+            .set(i64::try_from(cached).unwrap_or(i64::MAX));
     }
 
     /// Renders every metric in the OpenMetrics text format.

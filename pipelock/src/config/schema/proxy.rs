@@ -103,6 +103,9 @@ pub struct TlsInterception {
     pub cert_ttl: String,
     pub cert_cache_size: u64,
     pub max_response_bytes: u64,
+    /// Pipelock extension: a PEM file of CAs trusted for origins besides the system roots
+    /// (an internal CA). Empty means the system roots only.
+    pub upstream_ca_file: String,
 }
 
 impl Default for TlsInterception {
@@ -115,6 +118,7 @@ impl Default for TlsInterception {
             cert_ttl: "24h".to_string(),
             cert_cache_size: 10_000,
             max_response_bytes: 5 * 1024 * 1024,
+            upstream_ca_file: String::new(),
         }
     }
 }

@@ -37,12 +37,61 @@ const HOP_BY_HOP: &[&str] = &[
     "upgrade",
 ];
 
+/// Where a request goes: the origin's host and port, and whether Pipelock speaks TLS to it
+/// (requests that arrived inside an intercepted CONNECT tunnel).
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub host: String,
+    pub port: u16,
+    pub secure: bool,
+}
+
+impl Target {
+    /// The metrics label of requests to this target.
+    pub fn kind(&self) -> &'static str {
+        if self.secure {
+            "intercepted"
+        } else {
+            "http"
+        }
+    }
+
+    fn default_port(&self) -> u16 {
+        if self.secure {
+            443
+        } else {
+            80
+        }
+    }
+
+    /// `host[:port]` as in a `Host` header (IPv6 literals bracketed, default port omitted).
+    pub fn authority(&self) -> String {
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        if self.port == self.default_port() {
+            host
+        } else {
+            format!("{host}:{}", self.port)
+        }
+    }
+
+    /// The full URL of `path_and_query` at this target, as scanned.
+    pub fn url(&self, path_and_query: &str) -> String {
+        let scheme = if self.secure { "https" } else { "http" };
+        format!("{scheme}://{}{path_and_query}", self.authority())
+    }
+}
+
+/// An absolute-URI request on the forward proxy (`GET http://host/path`).
 pub async fn forward(state: Arc<ServerState>, request: Request<Incoming>) -> Response<Body> {
-    let (parts, body) = request.into_parts();
-    let uri = parts.uri.clone();
+    let uri = request.uri();
     if uri.scheme_str() != Some("http") {
         return bad_request(
             &state,
+            "http",
             "only http:// URIs are forwarded this way; HTTPS goes through CONNECT",
         );
     }
@@ -50,21 +99,44 @@ pub async fn forward(state: Arc<ServerState>, request: Request<Incoming>) -> Res
         .host()
         .map(|h| h.trim_start_matches('[').trim_end_matches(']').to_string())
     else {
-        return bad_request(&state, "the request URI has no host");
+        return bad_request(&state, "http", "the request URI has no host");
     };
-    let port = uri.port_u16().unwrap_or(80);
+    let target = Target {
+        host,
+        port: uri.port_u16().unwrap_or(80),
+        secure: false,
+    };
+    exchange(state, target, request).await
+}
+
+/// Scans `request` on its way to `target`, forwards it to the vetted address, and scans the
+/// response on its way back.
+pub async fn exchange(
+    state: Arc<ServerState>,
+    target: Target,
+    request: Request<Incoming>,
+) -> Response<Body> {
+    let (parts, body) = request.into_parts();
+    let kind = target.kind();
+    let path_and_query = parts
+        .uri
+        .path_and_query()
+        .map_or("/", hyper::http::uri::PathAndQuery::as_str)
+        .to_string();
+    let url = target.url(&path_and_query);
+    let (host, port) = (target.host.as_str(), target.port);
     let mut judged = Judgement::default();
 
     // 1. The URL, every layer, before any lookup.
-    judged.add(&state, state.scanner.scan_url(&uri.to_string()), true);
+    judged.add(&state, state.scanner.scan_url(&url), true);
     if judged.block.is_some() {
-        return judged.refuse(&state, "http", StatusCode::FORBIDDEN, "request");
+        return judged.refuse(&state, kind, StatusCode::FORBIDDEN, "request");
     }
     // 2. The per-site rate limit and data budget.
-    if let Err(finding) = state.scanner.budgets().admit(&host, Instant::now()) {
+    if let Err(finding) = state.scanner.budgets().admit(host, Instant::now()) {
         judged.add(&state, vec![finding], true);
         if judged.block.is_some() {
-            return judged.refuse(&state, "http", StatusCode::TOO_MANY_REQUESTS, "request");
+            return judged.refuse(&state, kind, StatusCode::TOO_MANY_REQUESTS, "request");
         }
     }
     // 3. Headers and body.
@@ -133,13 +205,13 @@ pub async fn forward(state: Arc<ServerState>, request: Request<Incoming>) -> Res
         }
     }
     if judged.block.is_some() {
-        return judged.refuse(&state, "http", StatusCode::FORBIDDEN, "request");
+        return judged.refuse(&state, kind, StatusCode::FORBIDDEN, "request");
     }
     // 4. Resolve, check the addresses, connect to one that passed.
-    let resolved = match dial::resolve(&state, &host, port).await {
+    let resolved = match dial::resolve(&state, host, port).await {
         Ok(resolved) => resolved,
         Err(error) => {
-            state.metrics.record_proxy_request("http", "error", "dns");
+            state.metrics.record_proxy_request(kind, "error", "dns");
             return response::error(
                 StatusCode::BAD_GATEWAY,
                 "resolve_failed",
@@ -149,12 +221,16 @@ pub async fn forward(state: Arc<ServerState>, request: Request<Incoming>) -> Res
     };
     judged.add(&state, resolved.findings, true);
     if judged.block.is_some() {
-        return judged.refuse(&state, "http", StatusCode::FORBIDDEN, "request");
+        return judged.refuse(&state, kind, StatusCode::FORBIDDEN, "request");
     }
     let upstream = match dial::connect(&resolved.addrs).await {
         Ok(stream) => stream,
         Err(error) => {
-            return upstream_error(&state, &format!("cannot connect to {host}:{port}: {error}"))
+            return upstream_error(
+                &state,
+                kind,
+                &format!("cannot connect to {host}:{port}: {error}"),
+            )
         }
     };
 
@@ -162,10 +238,7 @@ pub async fn forward(state: Arc<ServerState>, request: Request<Incoming>) -> Res
     let out_bytes = prefix.len() as u64;
     let built = Request::builder()
         .method(parts.method.clone())
-        .uri(
-            uri.path_and_query()
-                .map_or("/", hyper::http::uri::PathAndQuery::as_str),
-        )
+        .uri(path_and_query.as_str())
         .body(PrefixedBody {
             prefix: (!prefix.is_empty()).then_some(prefix),
             rest,
@@ -173,7 +246,11 @@ pub async fn forward(state: Arc<ServerState>, request: Request<Incoming>) -> Res
     let mut upstream_request = match built {
         Ok(r) => r,
         Err(e) => {
-            return upstream_error(&state, &format!("cannot build the upstream request: {e}"))
+            return upstream_error(
+                &state,
+                kind,
+                &format!("cannot build the upstream request: {e}"),
+            )
         }
     };
     copy_end_to_end(&parts.headers, upstream_request.headers_mut());
@@ -186,32 +263,37 @@ pub async fn forward(state: Arc<ServerState>, request: Request<Incoming>) -> Res
         }
     }
     if !upstream_request.headers().contains_key(HOST) {
-        if let Some(value) = uri
-            .authority()
-            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-        {
+        if let Ok(value) = HeaderValue::from_str(&target.authority()) {
             upstream_request.headers_mut().insert(HOST, value);
         }
     }
     let timeout = Duration::from_secs(state.config.fetch_proxy.timeout_seconds.max(1));
-    let answer = tokio::time::timeout(timeout, send(upstream, upstream_request)).await;
+    let answer = tokio::time::timeout(timeout, async {
+        if target.secure {
+            let tls = super::intercept::connect_tls(&state, host, upstream).await?;
+            send(tls, upstream_request).await
+        } else {
+            send(upstream, upstream_request).await
+        }
+    })
+    .await;
     let upstream_response = match answer {
         Ok(Ok(r)) => r,
         Ok(Err(error)) => {
-            return upstream_error(&state, &format!("upstream request failed: {error}"))
+            return upstream_error(&state, kind, &format!("upstream request failed: {error}"))
         }
-        Err(_) => return upstream_error(&state, "upstream timed out"),
+        Err(_) => return upstream_error(&state, kind, "upstream timed out"),
     };
     state.metrics.record_proxy_bytes("out", out_bytes);
 
     // 6. The response.
-    respond(&state, &host, judged, upstream_response).await
+    respond(&state, &target, judged, upstream_response).await
 }
 
-async fn send(
-    stream: tokio::net::TcpStream,
-    request: Request<PrefixedBody>,
-) -> Result<Response<Incoming>, hyper::Error> {
+async fn send<S>(stream: S, request: Request<PrefixedBody>) -> Result<Response<Incoming>, SendError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+{
     let (mut sender, connection) =
         hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     tokio::spawn(async move {
@@ -219,16 +301,26 @@ async fn send(
             tracing::debug!(%error, "upstream connection ended with an error");
         }
     });
-    sender.send_request(request).await
+    Ok(sender.send_request(request).await?)
+}
+
+/// Why the exchange with the origin failed.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum SendError {
+    #[error("TLS with the origin failed: {0}")]
+    Tls(#[from] std::io::Error),
+    #[error("{0}")]
+    Http(#[from] hyper::Error),
 }
 
 async fn respond(
     state: &Arc<ServerState>,
-    host: &str,
+    target: &Target,
     mut judged: Judgement,
     upstream: Response<Incoming>,
 ) -> Response<Body> {
     let (mut parts, body) = upstream.into_parts();
+    let (host, kind) = (target.host.as_str(), target.kind());
     // The client speaks HTTP/1.1 with Pipelock, whatever the origin spoke.
     parts.version = hyper::Version::HTTP_11;
     let scanning = &state.config.response_scanning;
@@ -253,7 +345,7 @@ async fn respond(
             host: host.to_string(),
             seen: 0,
         };
-        return answer(state, &judged, parts, headers, counted.boxed());
+        return answer(state, kind, &judged, parts, headers, counted.boxed());
     }
 
     if scanning.sse_streaming.enabled && essence(&content_type) == "text/event-stream" {
@@ -266,26 +358,37 @@ async fn respond(
                 )],
                 true,
             );
-            return judged.refuse(state, "http", StatusCode::FORBIDDEN, "response");
+            return judged.refuse(state, kind, StatusCode::FORBIDDEN, "response");
         }
         headers.remove(CONTENT_LENGTH);
         let events = super::sse::SseScan::new(body, Arc::clone(state), host.to_string());
-        return answer(state, &judged, parts, headers, events.boxed());
+        return answer(state, kind, &judged, parts, headers, events.boxed());
     }
     let section_blocks = scanning.action != ResponseAction::Warn;
-    let limit = usize::try_from(
-        state
-            .config
-            .fetch_proxy
-            .max_response_mb
-            .saturating_mul(1024 * 1024),
-    )
-    .unwrap_or(usize::MAX);
+    // Intercepted responses are capped by tls_interception.max_response_bytes, the others
+    // by fetch_proxy.max_response_mb.
+    let (limit, limit_key) = if target.secure {
+        (
+            state.config.tls_interception.max_response_bytes,
+            "tls_interception.max_response_bytes",
+        )
+    } else {
+        (
+            state
+                .config
+                .fetch_proxy
+                .max_response_mb
+                .saturating_mul(1024 * 1024),
+            "fetch_proxy.max_response_mb",
+        )
+    };
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
     let (mut bytes, rest) = match read_up_to(body, limit).await {
         Ok(read) => read,
         Err(error) => {
             return upstream_error(
                 state,
+                kind,
                 &format!("cannot read the upstream response: {error}"),
             )
         }
@@ -299,7 +402,7 @@ async fn respond(
             state,
             vec![unscannable(
                 "response.too_large",
-                format!("Response larger than fetch_proxy.max_response_mb ({limit} bytes)"),
+                format!("Response larger than {limit_key} ({limit} bytes)"),
             )],
             true,
         );
@@ -335,14 +438,14 @@ async fn respond(
                     }
                     let body = response::full(stripped.into_bytes());
                     let outcome = ("strip", "injection".to_string());
-                    return answer_as(state, &judged, parts, headers, body, outcome);
+                    return answer_as(state, kind, &judged, parts, headers, body, outcome);
                 }
             }
         }
         judged.add(state, findings, section_blocks);
     }
     if judged.block.is_some() {
-        return judged.refuse(state, "http", StatusCode::FORBIDDEN, "response");
+        return judged.refuse(state, kind, StatusCode::FORBIDDEN, "response");
     }
     if rest.is_some() {
         // Audit mode: what was not scanned still reaches the client, after what was.
@@ -351,27 +454,37 @@ async fn respond(
             rest,
         };
         let body = body.map_err(std::io::Error::other).boxed();
-        return answer(state, &judged, parts, headers, body);
+        return answer(state, kind, &judged, parts, headers, body);
     }
     headers.remove(CONTENT_LENGTH);
-    answer(state, &judged, parts, headers, response::full(bytes))
+    answer(state, kind, &judged, parts, headers, response::full(bytes))
 }
 
 /// The origin's response passed on: its status, `headers`, the warning header, and the
 /// request counted under its verdict.
 fn answer(
     state: &ServerState,
+    kind: &str,
     judged: &Judgement,
     parts: hyper::http::response::Parts,
     headers: HeaderMap,
     body: Body,
 ) -> Response<Body> {
     let outcome = judged.outcome();
-    answer_as(state, judged, parts, headers, body, (outcome.0, outcome.1))
+    answer_as(
+        state,
+        kind,
+        judged,
+        parts,
+        headers,
+        body,
+        (outcome.0, outcome.1),
+    )
 }
 
 fn answer_as(
     state: &ServerState,
+    kind: &str,
     judged: &Judgement,
     mut parts: hyper::http::response::Parts,
     headers: HeaderMap,
@@ -380,9 +493,7 @@ fn answer_as(
 ) -> Response<Body> {
     parts.headers = headers;
     add_warning(judged, &mut parts.headers);
-    state
-        .metrics
-        .record_proxy_request("http", verdict, &scanner);
+    state.metrics.record_proxy_request(kind, verdict, &scanner);
     Response::from_parts(parts, body)
 }
 
@@ -474,17 +585,15 @@ fn unscannable(rule_id: &str, reason: String) -> Finding {
     Finding::unscannable(rule_id, reason, ScannerKind::Dlp)
 }
 
-fn bad_request(state: &ServerState, message: &str) -> Response<Body> {
-    state
-        .metrics
-        .record_proxy_request("http", "block", "request");
+fn bad_request(state: &ServerState, kind: &str, message: &str) -> Response<Body> {
+    state.metrics.record_proxy_request(kind, "block", "request");
     response::error(StatusCode::BAD_REQUEST, "bad_proxy_request", message)
 }
 
-fn upstream_error(state: &ServerState, message: &str) -> Response<Body> {
+fn upstream_error(state: &ServerState, kind: &str, message: &str) -> Response<Body> {
     state
         .metrics
-        .record_proxy_request("http", "error", "upstream");
+        .record_proxy_request(kind, "error", "upstream");
     response::error(StatusCode::BAD_GATEWAY, "upstream_failed", message)
 }
 

@@ -1,7 +1,8 @@
 //! The forward proxy on the main listener (`forward_proxy`): absolute-URI HTTP requests are
-//! scanned both ways and forwarded; CONNECT tunnels get hostname-level checks and are then
-//! relayed opaquely (without TLS interception Pipelock sees no path, body or response inside
-//! a tunnel).
+//! scanned both ways and forwarded; CONNECT tunnels get hostname-level checks, then either
+//! TLS interception (`tls_interception.enabled`, hosts outside `passthrough_domains`: every
+//! request inside is scanned like a plain one) or an opaque relay (Pipelock then sees no path,
+//! body or response inside the tunnel).
 //!
 //! Every request passes the same gates in order: URL layers, the per-site rate limit and data
 //! budget, headers and body (DLP), then name resolution with the SSRF check on the resolved
@@ -10,6 +11,7 @@
 
 mod dial;
 mod http;
+mod intercept;
 mod judge;
 mod sni;
 mod sse;

@@ -68,17 +68,28 @@ pub async fn open(state: Arc<ServerState>, request: Request<Incoming>) -> Respon
     if judged.block.is_some() {
         return judged.refuse(&state, "connect", StatusCode::FORBIDDEN, "tunnel");
     }
-    let upstream = match dial::connect(&resolved.addrs).await {
-        Ok(stream) => stream,
-        Err(error) => {
-            state
-                .metrics
-                .record_proxy_request("connect", "error", "upstream");
-            return response::error(
-                StatusCode::BAD_GATEWAY,
-                "connect_failed",
-                &format!("cannot connect to {authority}: {error}"),
-            );
+    // An intercepted tunnel's requests each go to the origin after their own scan; the
+    // others are relayed to the address vetted here, connected before the client hears 200.
+    let interceptor = state
+        .interceptor
+        .as_ref()
+        .filter(|i| !i.passes_through(&host))
+        .map(Arc::clone);
+    let upstream = if interceptor.is_some() {
+        None
+    } else {
+        match dial::connect(&resolved.addrs).await {
+            Ok(stream) => Some(stream),
+            Err(error) => {
+                state
+                    .metrics
+                    .record_proxy_request("connect", "error", "upstream");
+                return response::error(
+                    StatusCode::BAD_GATEWAY,
+                    "connect_failed",
+                    &format!("cannot connect to {authority}: {error}"),
+                );
+            }
         }
     };
 
@@ -97,34 +108,33 @@ pub async fn open(state: Arc<ServerState>, request: Request<Incoming>) -> Respon
     tokio::spawn(async move {
         match hyper::upgrade::on(request).await {
             Ok(upgraded) => {
-                let mut client = TokioIo::new(upgraded);
-                let mut first = Vec::new();
-                if relay_state.config.forward_proxy.sni_verification {
-                    match client_hello(&mut client, &host).await {
-                        Ok(bytes) => first = bytes,
-                        Err(reason) => {
-                            relay_state
-                                .metrics
-                                .record_proxy_request("connect", "block", "sni");
-                            tracing::warn!(target_host = %host, %reason, "tunnel closed: TLS server name check failed");
-                            return;
-                        }
-                    }
-                }
                 relay_state.metrics.tunnels(1);
                 let started = Instant::now();
-                let (out, inn, reason) = relay(client, upstream, first, limits).await;
+                match (interceptor, upstream) {
+                    (Some(interceptor), _) => {
+                        let target = super::http::Target {
+                            host: host.clone(),
+                            port,
+                            secure: true,
+                        };
+                        let limits = (limits.max, limits.idle);
+                        let state = Arc::clone(&relay_state);
+                        let reason =
+                            super::intercept::serve(state, interceptor, upgraded, target, limits)
+                                .await;
+                        tracing::info!(
+                            target_host = %host,
+                            seconds = started.elapsed().as_secs_f64(),
+                            reason,
+                            "intercepted tunnel closed"
+                        );
+                    }
+                    (None, Some(upstream)) => {
+                        relay_opaque(&relay_state, upgraded, upstream, &host, limits).await;
+                    }
+                    (None, None) => {}
+                }
                 relay_state.metrics.tunnels(-1);
-                relay_state.metrics.record_proxy_bytes("out", out);
-                super::http::record_inbound(&relay_state, &host, inn);
-                tracing::info!(
-                    target_host = %host,
-                    bytes_out = out,
-                    bytes_in = inn,
-                    seconds = started.elapsed().as_secs_f64(),
-                    reason,
-                    "tunnel closed"
-                );
             }
             Err(error) => tracing::debug!(%error, "CONNECT upgrade failed"),
         }
@@ -136,6 +146,42 @@ pub async fn open(state: Arc<ServerState>, request: Request<Incoming>) -> Respon
         }
     }
     ok
+}
+
+/// The SNI check, then an opaque relay between the client and the vetted upstream.
+async fn relay_opaque(
+    state: &ServerState,
+    upgraded: hyper::upgrade::Upgraded,
+    upstream: TcpStream,
+    host: &str,
+    limits: Limits,
+) {
+    let mut client = TokioIo::new(upgraded);
+    let mut first = Vec::new();
+    if state.config.forward_proxy.sni_verification {
+        match client_hello(&mut client, host).await {
+            Ok(bytes) => first = bytes,
+            Err(reason) => {
+                state
+                    .metrics
+                    .record_proxy_request("connect", "block", "sni");
+                tracing::warn!(target_host = %host, %reason, "tunnel closed: TLS server name check failed");
+                return;
+            }
+        }
+    }
+    let started = Instant::now();
+    let (out, inn, reason) = relay(client, upstream, first, limits).await;
+    state.metrics.record_proxy_bytes("out", out);
+    super::http::record_inbound(state, host, inn);
+    tracing::info!(
+        target_host = %host,
+        bytes_out = out,
+        bytes_in = inn,
+        seconds = started.elapsed().as_secs_f64(),
+        reason,
+        "tunnel closed"
+    );
 }
 
 #[derive(Debug, Clone, Copy)]

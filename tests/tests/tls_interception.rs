@@ -1,0 +1,351 @@
+//! TLS interception through the real binary: `pipelock tls init` makes the CA, an HTTPS origin
+//! on loopback presents a certificate from a separate test CA (trusted through
+//! `tls_interception.upstream_ca_file`), and curl, Python `requests` and Ruby Faraday go
+//! through CONNECT trusting only the Pipelock CA. Inside the tunnel Pipelock sees paths,
+//! headers, bodies and responses, so what it blocks never reaches the origin.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use pipelock_e2e::upstream::{TestPki, Upstream};
+use pipelock_e2e::{
+    curl, curl_status_body, describe, run_pipelock, run_with_timeout, write_file, Pipelock,
+};
+
+const AWS_KEY: &str = "AKIAIOSFODNN7EXAMPLE";
+
+/// A running interception setup: the origin, pipelock, and the files they use.
+struct Setup {
+    origin: Upstream,
+    pipelock: Pipelock,
+    proxy: String,
+    /// The Pipelock CA certificate clients trust.
+    ca: PathBuf,
+    /// The test CA that signed the origin's certificate.
+    origin_ca: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+/// Makes a Pipelock CA and an HTTPS origin, and starts pipelock with interception on (the
+/// origin's CA trusted when `trust_origin`), plus `tls_extra` lines inside
+/// `tls_interception` and top-level YAML `extra`.
+fn setup(trust_origin: bool, tls_extra: &str, extra: &str) -> Setup {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca_dir = dir.path().join("ca");
+    let output = run_pipelock(
+        &["tls", "init", "--dir", text(&ca_dir)],
+        None,
+        Duration::from_secs(20),
+    )
+    .expect("tls init");
+    assert!(output.status.success(), "{}", describe(&output));
+    let pki = TestPki::new().expect("test pki");
+    let origin_ca = write_file(dir.path(), "origin-ca.pem", &pki.ca_pem).expect("origin ca");
+    let origin = Upstream::start_tls(&pki).expect("origin");
+    let trust = if trust_origin {
+        format!("  upstream_ca_file: {}\n", text(&origin_ca))
+    } else {
+        String::new()
+    };
+    let yaml = format!(
+        "version: 1\nforward_proxy:\n  enabled: true\n  idle_timeout_seconds: 2\nssrf:\n  ip_allowlist: [\"127.0.0.0/8\"]\nrequest_body_scanning:\n  action: block\nresponse_scanning:\n  action: block\ntls_interception:\n  enabled: true\n  ca_cert: {ca}/ca.pem\n  ca_key: {ca}/ca-key.pem\n{trust}{tls_extra}{extra}",
+        ca = text(&ca_dir),
+    );
+    let config = write_file(dir.path(), "pipelock.yaml", &yaml).expect("config");
+    let pipelock = Pipelock::start(&["--config", text(&config), "--listen", "127.0.0.1:0"])
+        .expect("pipelock starts");
+    let proxy = format!("http://{}", pipelock.addr);
+    Setup {
+        origin,
+        pipelock,
+        proxy,
+        ca: ca_dir.join("ca.pem"),
+        origin_ca,
+        _dir: dir,
+    }
+}
+
+fn text(path: &Path) -> &str {
+    path.to_str().expect("utf-8")
+}
+
+fn json(body: &str) -> serde_json::Value {
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body:?}"))
+}
+
+/// Whether the origin received a request whose target, headers or body contain `needle`.
+fn origin_saw(origin: &Upstream, needle: &str) -> bool {
+    origin.seen().iter().any(|seen| {
+        seen.target.contains(needle)
+            || seen.headers.iter().any(|(_, value)| value.contains(needle))
+            || String::from_utf8_lossy(&seen.body).contains(needle)
+    })
+}
+
+#[test]
+fn curl_through_an_intercepted_tunnel_is_scanned_both_ways() {
+    let s = setup(true, "", "");
+    let trust = ["-x", s.proxy.as_str(), "--cacert", text(&s.ca)];
+
+    // Clean traffic passes, over HTTP/1.1 and HTTP/2 on the client side.
+    let (status, body) = curl_status_body(&trust, &s.origin.url("/clean")).expect("curl");
+    assert_eq!((status, body.as_str()), (200, "all good here\n"));
+    let output = curl(&[
+        "-x",
+        &s.proxy,
+        "--cacert",
+        text(&s.ca),
+        "--http2",
+        "--write-out",
+        "\n%{http_version}",
+        &s.origin.url("/clean?via=h2"),
+    ])
+    .expect("curl h2");
+    assert!(output.status.success(), "{}", describe(&output));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "all good here\n\n2",
+        "HTTP/2 through the tunnel"
+    );
+    assert!(origin_saw(&s.origin, "via=h2"));
+
+    // A key in the path, a header and a JSON body: 403 from Pipelock, nothing at the origin.
+    let (status, body) =
+        curl_status_body(&trust, &s.origin.url(&format!("/echo?key={AWS_KEY}"))).expect("curl");
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(json(&body)["blocked"], true, "{body}");
+    let auth = format!("X-Api-Key: {AWS_KEY}");
+    let (status, body) = curl_status_body(
+        &[&trust[..], &["-H", auth.as_str()]].concat(),
+        &s.origin.url("/echo"),
+    )
+    .expect("curl");
+    assert_eq!(status, 403, "{body}");
+    let payload = format!(r#"{{"messages":[{{"role":"user","content":"my key is {AWS_KEY}"}}]}}"#);
+    let (status, body) = curl_status_body(
+        &[
+            &trust[..],
+            &[
+                "-H",
+                "Content-Type: application/json",
+                "--data-binary",
+                payload.as_str(),
+            ],
+        ]
+        .concat(),
+        &s.origin.url("/echo"),
+    )
+    .expect("curl");
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        !body.contains(AWS_KEY),
+        "the refusal repeats the secret: {body}"
+    );
+    assert!(
+        !origin_saw(&s.origin, AWS_KEY),
+        "a blocked secret reached the origin"
+    );
+
+    // A clean JSON body reaches the origin intact.
+    let clean = r#"{"q":"summarise my spending"}"#;
+    let (status, echoed) = curl_status_body(
+        &[
+            &trust[..],
+            &[
+                "-H",
+                "Content-Type: application/json",
+                "--data-binary",
+                clean,
+            ],
+        ]
+        .concat(),
+        &s.origin.url("/echo"),
+    )
+    .expect("curl");
+    assert_eq!((status, echoed.as_str()), (200, clean));
+
+    // Responses: a prompt injection, plain and gzip-compressed, is refused.
+    for page in ["/inject", "/inject.gz"] {
+        let (status, body) = curl_status_body(
+            &[&trust[..], &["--compressed"]].concat(),
+            &s.origin.url(page),
+        )
+        .expect("curl");
+        assert_eq!(status, 403, "{page}: {body}");
+        assert_eq!(json(&body)["scanner"], "injection", "{page}: {body}");
+    }
+
+    // A request inside the tunnel for another host is refused.
+    let (status, body) = curl_status_body(
+        &[&trust[..], &["-H", "Host: other.example"]].concat(),
+        &s.origin.url("/clean?other"),
+    )
+    .expect("curl");
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(json(&body)["error"], "host_mismatch", "{body}");
+    assert!(!origin_saw(&s.origin, "?other"));
+
+    // Without the Pipelock CA the client refuses the leaf (curl exit 60): the tunnel really
+    // is intercepted.
+    let output = curl(&["-x", &s.proxy, &s.origin.url("/clean")]).expect("curl");
+    assert_eq!(output.status.code(), Some(60), "{}", describe(&output));
+
+    // The leaf cache and intercepted requests show in the metrics.
+    let (_, metrics) = curl_status_body(&[], &format!("{}/metrics", s.proxy)).expect("metrics");
+    assert!(
+        metrics.contains("pipelock_tls_leaf_cache_size 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"kind="intercepted",verdict="block",scanner="dlp""#),
+        "{metrics}"
+    );
+    drop(s.pipelock);
+}
+
+#[test]
+fn origin_certificates_are_verified_and_passthrough_hosts_are_not_intercepted() {
+    // Without upstream_ca_file the origin's test CA is not trusted: 502, nothing sent.
+    let s = setup(false, "", "");
+    let (status, body) = curl_status_body(
+        &["-x", &s.proxy, "--cacert", text(&s.ca)],
+        &s.origin.url("/clean?untrusted"),
+    )
+    .expect("curl");
+    assert_eq!(status, 502, "{body}");
+    assert!(body.contains("certificate"), "{body}");
+    assert!(!origin_saw(&s.origin, "untrusted"));
+
+    // A passthrough host is relayed untouched: the client sees the origin's own certificate
+    // and Pipelock sees nothing inside, so even a key in the path gets through.
+    let s = setup(true, "  passthrough_domains: [\"127.0.0.1\"]\n", "");
+    let (status, body) = curl_status_body(
+        &["-x", &s.proxy, "--cacert", text(&s.origin_ca)],
+        &s.origin.url(&format!("/clean?key={AWS_KEY}")),
+    )
+    .expect("curl");
+    assert_eq!((status, body.as_str()), (200, "all good here\n"));
+    assert!(origin_saw(&s.origin, AWS_KEY));
+}
+
+#[test]
+fn missing_or_unsafe_ca_files_stop_pipelock_with_a_clear_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_file(
+        dir.path(),
+        "pipelock.yaml",
+        &format!(
+            "version: 1\ntls_interception:\n  enabled: true\n  ca_cert: {0}/nope.pem\n  ca_key: {0}/nope-key.pem\n",
+            text(dir.path())
+        ),
+    )
+    .expect("config");
+    let output = run_pipelock(
+        &["run", "--config", text(&config), "--listen", "127.0.0.1:0"],
+        None,
+        Duration::from_secs(20),
+    )
+    .expect("run");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("tls_interception") && stderr.contains("nope.pem"),
+        "{stderr}"
+    );
+
+    // A world-readable CA key is refused.
+    let ca = dir.path().join("ca");
+    let output = run_pipelock(
+        &["tls", "init", "--dir", text(&ca)],
+        None,
+        Duration::from_secs(20),
+    )
+    .expect("init");
+    assert!(output.status.success(), "{}", describe(&output));
+    let key = ca.join("ca-key.pem");
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o644))
+        .expect("chmod");
+    let config = write_file(
+        dir.path(),
+        "world.yaml",
+        &format!(
+            "version: 1\ntls_interception:\n  enabled: true\n  ca_cert: {0}/ca.pem\n  ca_key: {0}/ca-key.pem\n",
+            text(&ca)
+        ),
+    )
+    .expect("config");
+    let output = run_pipelock(
+        &["run", "--config", text(&config), "--listen", "127.0.0.1:0"],
+        None,
+        Duration::from_secs(20),
+    )
+    .expect("run");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("readable by every user"), "{stderr}");
+}
+
+#[test]
+fn python_requests_and_ruby_faraday_through_interception() {
+    let s = setup(true, "", "");
+    let script = format!(
+        r#"
+import requests
+proxies = {{"https": "{proxy}"}}
+clean = requests.get("{clean}", proxies=proxies, verify="{ca}", timeout=10)
+leak = requests.post("{echo}", json={{"k": "{key}"}}, proxies=proxies, verify="{ca}", timeout=10)
+print(clean.status_code, repr(clean.text), leak.status_code, leak.headers.get("X-Pipelock-Rule"))
+"#,
+        proxy = s.proxy,
+        clean = s.origin.url("/clean"),
+        echo = s.origin.url("/echo"),
+        ca = text(&s.ca),
+        key = AWS_KEY,
+    );
+    let mut command = Command::new("python3");
+    command.args(["-c", &script]);
+    let output = run_with_timeout(command, None, Duration::from_secs(30)).expect("python");
+    assert!(output.status.success(), "{}", describe(&output));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout).trim(),
+        "200 'all good here\\n' 403 dlp.aws_access_key_id"
+    );
+
+    // Faraday (what ruby-openai uses) with the proxy from HTTPS_PROXY, as in Sure's
+    // containers: a clean call, a key in a JSON body, and a streamed chat whose 50th event
+    // carries an injection. Ruby ignores HTTPS_PROXY for loopback destinations
+    // (URI#find_proxy), so the script passes it to Faraday itself.
+    let ruby = format!(
+        r#"
+require "faraday"
+require "json"
+conn = Faraday.new(url: "{base}", proxy: ENV.fetch("HTTPS_PROXY"), ssl: {{ ca_file: "{ca}" }})
+clean = conn.get("/clean")
+leak = conn.post("/echo", {{ messages: [{{ role: "user", content: "key {key}" }}] }}.to_json, "Content-Type" => "application/json")
+events = []
+conn.get("/sse?events=60&inject=50") do |req|
+  req.options.on_data = proc {{ |chunk, _| events << chunk }}
+end
+stream = events.join
+data = stream.scan(/^data: (.*)$/).flatten
+puts [clean.status, clean.body.inspect, leak.status, leak.headers["x-pipelock-rule"], data.count {{ |d| d.include?("word") }}, stream.include?("event: error")].join(" ")
+"#,
+        base = s.origin.url(""),
+        ca = text(&s.ca),
+        key = AWS_KEY,
+    );
+    let mut command = Command::new("ruby");
+    command
+        .args(["-e", &ruby])
+        .env("HTTPS_PROXY", &s.proxy)
+        .env_remove("NO_PROXY")
+        .env_remove("no_proxy");
+    let output = run_with_timeout(command, None, Duration::from_secs(40)).expect("ruby");
+    assert!(output.status.success(), "{}", describe(&output));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout).trim(),
+        "200 \"all good here\\n\" 403 dlp.aws_access_key_id 49 true"
+    );
+    assert!(!origin_saw(&s.origin, AWS_KEY));
+}
