@@ -6,11 +6,12 @@
 //! - `/inject`: a text page carrying a prompt injection.
 //! - `/bytes/N`: N bytes of deterministic binary data (`application/octet-stream`).
 //! - `/echo`: the request body back, as `application/octet-stream`.
-//! - `/clean.gz`, `/inject.gz`: the same pages gzip-compressed (`Content-Encoding: gzip`).
+//! - `/clean.gz`, `/inject.gz`: the same pages gzip-compressed (`Content-Encoding: gzip`);
+//!   `.br` and `.zst` the same with brotli and zstd (Debian's `brotli` and `zstd` commands).
 //! - `/sse?events=N&inject=K&split=K`: a `text/event-stream` of N OpenAI-style chunks, one
 //!   token each, written one by one with a pause of 800 ms after the 10th; event K carries a
 //!   whole prompt injection (`inject`), or events K, K+1, K+2 carry one in three pieces
-//!   (`split`).
+//!   (`split`). With `gzip=1` the stream is gzip-compressed, flushed after every event.
 //! - anything else: 404.
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -192,6 +193,26 @@ fn serve<S: Read + Write>(stream: S, record: &Mutex<Vec<Seen>>) -> Result<()> {
         if path == "/sse" {
             return stream_events(writer, &target);
         }
+        if let Some((page, coding, tool)) = path
+            .strip_suffix(".br")
+            .map(|p| (p, "br", "brotli"))
+            .or_else(|| path.strip_suffix(".zst").map(|p| (p, "zstd", "zstd")))
+        {
+            let text: &[u8] = if page == "/inject" {
+                INJECTION.as_bytes()
+            } else {
+                b"all good here\n"
+            };
+            let payload = compress_with(tool, text)?;
+            write!(
+                writer,
+                "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Encoding: {coding}\r\nContent-Length: {}\r\n\r\n",
+                payload.len()
+            )?;
+            writer.write_all(&payload)?;
+            writer.flush()?;
+            continue;
+        }
         if let Some(page) = path.strip_suffix(".gz") {
             let text: &[u8] = if page == "/inject" {
                 INJECTION.as_bytes()
@@ -239,6 +260,20 @@ fn serve<S: Read + Write>(stream: S, record: &Mutex<Vec<Seen>>) -> Result<()> {
     }
 }
 
+/// `data` compressed by Debian's `brotli` or `zstd` command.
+fn compress_with(tool: &str, data: &[u8]) -> Result<Vec<u8>> {
+    let mut child = std::process::Command::new(tool)
+        .arg("-c")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot run {tool} (cargo xtask setup installs it)"))?;
+    child.stdin.take().context("stdin")?.write_all(data)?;
+    let output = child.wait_with_output()?;
+    anyhow::ensure!(output.status.success(), "{tool} failed");
+    Ok(output.stdout)
+}
+
 /// The text of SSE event `i` (1-based) for `/sse`.
 #[must_use]
 pub fn sse_token(i: usize, inject: usize, split: usize) -> String {
@@ -266,11 +301,25 @@ fn stream_events<W: Write>(writer: &mut W, target: &str) -> Result<()> {
             .unwrap_or(0)
     };
     let (events, inject, split) = (param("events"), param("inject"), param("split"));
+    let gzip = param("gzip") == 1;
     write!(
         writer,
-        "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nConnection: close\r\n\r\n"
+        "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nConnection: close\r\n{}\r\n",
+        if gzip { "Content-Encoding: gzip\r\n" } else { "" }
     )?;
     writer.flush()?;
+    if gzip {
+        // Each event is flushed compressed (a sync flush), as a streaming server would.
+        let mut encoder = flate2::write::GzEncoder::new(writer, flate2::Compression::default());
+        write_events(&mut encoder, events, inject, split);
+        let _ = encoder.finish();
+    } else {
+        write_events(writer, events, inject, split);
+    }
+    Ok(())
+}
+
+fn write_events<W: Write>(writer: &mut W, events: usize, inject: usize, split: usize) {
     for i in 1..=events {
         let chunk = serde_json::json!({
             "id": "chatcmpl-test",
@@ -281,12 +330,11 @@ fn stream_events<W: Write>(writer: &mut W, target: &str) -> Result<()> {
             .and_then(|()| writer.flush())
             .is_err()
         {
-            return Ok(());
+            return;
         }
         if i == 10 {
             thread::sleep(std::time::Duration::from_millis(800));
         }
     }
     let _ = write!(writer, "data: [DONE]\n\n");
-    Ok(())
 }

@@ -157,21 +157,27 @@ fn injected_responses_are_blocked_or_flagged_by_mode() {
     assert_eq!(answer["what"], "response");
     assert!(!body.contains("Ignore all previous"), "{body}");
 
-    // A gzip-compressed injection is decoded and caught; a clean compressed page reaches the
-    // client decoded; the origin is only offered codings Pipelock can decode.
-    let (status, body) = curl_status_body(
-        &["-x", &proxy, "-H", "Accept-Encoding: br, gzip"],
-        &origin.url("/inject.gz"),
-    )
-    .expect("curl");
-    assert_eq!(status, 403, "{body}");
-    assert_eq!(json(&body)["scanner"], "injection");
-    let (status, body) = curl_status_body(
-        &["-x", &proxy, "-H", "Accept-Encoding: br, gzip"],
-        &origin.url("/clean.gz"),
-    )
-    .expect("curl");
-    assert_eq!((status, body.as_str()), (200, "all good here\n"));
+    // A gzip-, brotli- or zstd-compressed injection is decoded and caught; a clean compressed
+    // page reaches the client decoded; the origin is only offered codings Pipelock can decode.
+    let accept = [
+        "-x",
+        proxy.as_str(),
+        "-H",
+        "Accept-Encoding: compress, br, gzip",
+    ];
+    for coding in ["gz", "br", "zst"] {
+        let (status, body) =
+            curl_status_body(&accept, &origin.url(&format!("/inject.{coding}"))).expect("curl");
+        assert_eq!(status, 403, "{coding}: {body}");
+        assert_eq!(json(&body)["scanner"], "injection", "{coding}");
+        let (status, body) =
+            curl_status_body(&accept, &origin.url(&format!("/clean.{coding}"))).expect("curl");
+        assert_eq!(
+            (status, body.as_str()),
+            (200, "all good here\n"),
+            "{coding}"
+        );
+    }
     let offered: Vec<String> = origin
         .seen()
         .iter()
@@ -179,7 +185,8 @@ fn injected_responses_are_blocked_or_flagged_by_mode() {
         .filter(|(name, _)| name.eq_ignore_ascii_case("accept-encoding"))
         .map(|(_, value)| value)
         .collect();
-    assert_eq!(offered, vec!["gzip".to_string(), "gzip".to_string()]);
+    assert_eq!(offered.len(), 6);
+    assert!(offered.iter().all(|o| o == "gzip, br"), "{offered:?}");
 
     // `strip` cuts the injection out and forwards the rest, saying so.
     let (_strip, _dir3, strip_proxy) =
@@ -415,6 +422,21 @@ fn event_streams_are_scanned_event_by_event_without_buffering() {
     let (events, _, _) = read_events(pipelock.addr, &origin.url("/sse?events=60&split=50"));
     assert!(events.iter().any(|e| e == "event: error"), "{events:?}");
     assert!(!events.iter().any(|e| e.contains("word55")), "{events:?}");
+
+    // A gzip-compressed stream is decoded as it arrives: still event by event, passed on
+    // decoded, and the injection in event 50 still ends it.
+    let (events, first, _) = read_events(pipelock.addr, &origin.url("/sse?events=60&gzip=1"));
+    assert_eq!(events.len(), 61, "{events:?}");
+    assert!(
+        first < Duration::from_millis(600),
+        "first event after {first:?}"
+    );
+    let (events, _, _) = read_events(
+        pipelock.addr,
+        &origin.url("/sse?events=60&inject=50&gzip=1"),
+    );
+    assert_eq!(events.len(), 51, "{events:?}");
+    assert_eq!(events[49], "event: error");
 }
 
 /// What one connection to a raw TCP origin received, read until the client closes or 3 s

@@ -26,6 +26,8 @@ const OTHER_PACKAGES: &[&str] = &[
     "python3-requests",
     "ruby",
     "ruby-faraday",
+    "brotli",
+    "zstd",
     "openssl",
 ];
 

@@ -22,6 +22,7 @@ use super::judge::Judgement;
 use crate::config::{BlockOrWarn, ResponseAction};
 use crate::proxy::response::{self, Body};
 use crate::proxy::ServerState;
+use crate::scan::inflate::StreamDecoder;
 use crate::scan::{Finding, ScannerKind};
 
 /// Headers that describe one hop, never forwarded (RFC 9110 §7.6.1, plus the proxy ones).
@@ -256,10 +257,17 @@ pub async fn exchange(
     copy_end_to_end(&parts.headers, upstream_request.headers_mut());
     if state.config.response_scanning.enabled {
         if let Some(accept) = upstream_request.headers().get(ACCEPT_ENCODING) {
-            let narrowed = narrow_accept_encoding(accept.to_str().unwrap_or(""));
-            upstream_request
-                .headers_mut()
-                .insert(ACCEPT_ENCODING, HeaderValue::from_static(narrowed));
+            let event_stream = upstream_request
+                .headers()
+                .get(hyper::header::ACCEPT)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.to_ascii_lowercase().contains("text/event-stream"));
+            let narrowed = narrow_accept_encoding(accept.to_str().unwrap_or(""), event_stream);
+            if let Ok(value) = HeaderValue::from_str(&narrowed) {
+                upstream_request
+                    .headers_mut()
+                    .insert(ACCEPT_ENCODING, value);
+            }
         }
     }
     if !upstream_request.headers().contains_key(HOST) {
@@ -349,19 +357,24 @@ async fn respond(
     }
 
     if scanning.sse_streaming.enabled && essence(&content_type) == "text/event-stream" {
-        if let Some(coding) = encoded(&parts.headers) {
-            judged.add(
-                state,
-                vec![unscannable(
-                    "response.encoded",
-                    format!("Event stream with Content-Encoding {coding} cannot be scanned"),
-                )],
-                true,
-            );
-            return judged.refuse(state, kind, StatusCode::FORBIDDEN, "response");
-        }
+        let decoder = match encoded(&parts.headers).map(|c| StreamDecoder::new(&c)) {
+            None => None,
+            Some(Ok(decoder)) => Some(decoder),
+            Some(Err(error)) => {
+                judged.add(
+                    state,
+                    vec![unscannable(
+                        "response.encoded",
+                        format!("Event stream: {error}"),
+                    )],
+                    true,
+                );
+                return judged.refuse(state, kind, StatusCode::FORBIDDEN, "response");
+            }
+        };
         headers.remove(CONTENT_LENGTH);
-        let events = super::sse::SseScan::new(body, Arc::clone(state), host.to_string());
+        headers.remove(CONTENT_ENCODING);
+        let events = super::sse::SseScan::new(body, Arc::clone(state), host.to_string(), decoder);
         return answer(state, kind, &judged, parts, headers, events.boxed());
     }
     let section_blocks = scanning.action != ResponseAction::Warn;
@@ -525,21 +538,29 @@ fn is_text(content_type: &str) -> bool {
 }
 
 /// The codings of a client's `Accept-Encoding` that Pipelock can decode for scanning: a
-/// response in another coding could not be scanned, so the origin is not offered it.
-fn narrow_accept_encoding(accept: &str) -> &'static str {
+/// response in another coding could not be scanned, so the origin is not offered it. A client
+/// that asks for an event stream is offered only what can be decoded as a stream.
+fn narrow_accept_encoding(accept: &str, event_stream: bool) -> String {
     let offered = |name: &str| {
         accept.split(',').any(|c| {
             let mut parts = c.split(';');
             let coding = parts.next().unwrap_or("").trim();
             let refused = parts.any(|p| p.trim().replace(' ', "") == "q=0");
-            coding.eq_ignore_ascii_case(name) && !refused
+            let named = coding.eq_ignore_ascii_case(name)
+                || (name == "gzip" && coding.eq_ignore_ascii_case("x-gzip"));
+            named && !refused
         })
     };
-    match (offered("gzip") || offered("x-gzip"), offered("deflate")) {
-        (true, true) => crate::scan::inflate::ACCEPTED,
-        (true, false) => "gzip",
-        (false, true) => "deflate",
-        (false, false) => "identity",
+    let decodable = if event_stream {
+        crate::scan::inflate::STREAM_DECODED
+    } else {
+        crate::scan::inflate::DECODED
+    };
+    let codings: Vec<&str> = decodable.iter().copied().filter(|c| offered(c)).collect();
+    if codings.is_empty() {
+        "identity".to_string()
+    } else {
+        codings.join(", ")
     }
 }
 

@@ -3,6 +3,8 @@
 //! split across events (one token per event) is caught by also scanning a rolling window of
 //! the events' text content. A detection ends the stream with a final `event: error`; an
 //! event larger than `sse_streaming.max_event_bytes` cannot be scanned and ends it too.
+//! A compressed stream (gzip, deflate, br) is decoded as it arrives and passed on decoded;
+//! corrupt compressed data ends the stream like a detection.
 
 use std::collections::VecDeque;
 use std::pin::Pin;
@@ -15,6 +17,7 @@ use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
 use super::judge::Judgement;
 use crate::config::ResponseAction;
 use crate::proxy::ServerState;
+use crate::scan::inflate::StreamDecoder;
 use crate::scan::Finding;
 
 /// Text content kept from recent events, for injection split across them.
@@ -40,11 +43,19 @@ pub struct SseScan {
     done: bool,
     seen: u64,
     warned: Vec<String>,
+    decoder: Option<StreamDecoder>,
 }
 
 impl SseScan {
-    pub fn new(inner: Incoming, state: Arc<ServerState>, host: String) -> Self {
+    /// Scans `inner`, decoding it first with `decoder` when the stream is compressed.
+    pub fn new(
+        inner: Incoming,
+        state: Arc<ServerState>,
+        host: String,
+        decoder: Option<StreamDecoder>,
+    ) -> Self {
         Self {
+            decoder,
             inner,
             state,
             host,
@@ -82,6 +93,25 @@ impl SseScan {
         if at_end && !self.done && !self.pending.is_empty() {
             let event = std::mem::take(&mut self.pending);
             self.judge_event(event);
+        }
+    }
+
+    /// Takes bytes from the origin: decoded when compressed, then split into events.
+    fn take_in(&mut self, data: &[u8]) {
+        let Some(mut decoder) = self.decoder.take() else {
+            self.pending.extend_from_slice(data);
+            self.drain_events(false);
+            return;
+        };
+        let pushed = decoder.push(data, &mut |decoded| {
+            self.pending.extend_from_slice(&decoded);
+            self.drain_events(false);
+            !self.done
+        });
+        match pushed {
+            Ok(()) => self.decoder = Some(decoder),
+            Err(error) if !self.done => self.end_with(&undecodable(&error)),
+            Err(_) => {}
         }
     }
 
@@ -177,6 +207,14 @@ fn collect_content(value: &serde_json::Value, out: &mut String) {
     }
 }
 
+fn undecodable(error: &crate::scan::inflate::InflateError) -> Finding {
+    Finding::unscannable(
+        "response.encoded",
+        format!("Event stream: {error}"),
+        crate::scan::ScannerKind::Injection,
+    )
+}
+
 fn too_large(limit: usize) -> Finding {
     Finding::unscannable(
         "response.event_too_large",
@@ -214,8 +252,7 @@ impl HttpBody for SseScan {
                 Poll::Ready(Some(Ok(frame))) => {
                     if let Ok(data) = frame.into_data() {
                         self.seen += data.len() as u64;
-                        self.pending.extend_from_slice(&data);
-                        self.drain_events(false);
+                        self.take_in(&data);
                     }
                 }
                 Poll::Ready(Some(Err(error))) => {
@@ -224,6 +261,12 @@ impl HttpBody for SseScan {
                     return Poll::Ready(Some(Err(std::io::Error::other(error))));
                 }
                 Poll::Ready(None) => {
+                    if let Some(decoder) = self.decoder.take() {
+                        match decoder.finish() {
+                            Ok(tail) => self.pending.extend_from_slice(&tail),
+                            Err(error) => self.end_with(&undecodable(&error)),
+                        }
+                    }
                     self.drain_events(true);
                     self.done = true;
                     self.finish();
