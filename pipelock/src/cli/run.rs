@@ -52,6 +52,17 @@ async fn serve_config(config: Config, source: String) -> anyhow::Result<()> {
     // Build the scanners and take over the signals before announcing the listeners, so that a
     // client (or a signal) that follows the "listening" line meets a ready server.
     let scanner = Scanner::new(&config).context("cannot build the scanners")?;
+    let extra_ca = (!config.tls_interception.upstream_ca_file.is_empty())
+        .then(|| PathBuf::from(&config.tls_interception.upstream_ca_file));
+    let upstream_tls = match crate::tls::upstream_client_config(extra_ca.as_deref()) {
+        Ok(tls) => Some(tls),
+        // Interception cannot work without it; /fetch of https URLs then answers 502.
+        Err(error) if !config.tls_interception.enabled && extra_ca.is_none() => {
+            tracing::warn!(%error, "no TLS to origins: https URLs cannot be fetched");
+            None
+        }
+        Err(error) => return Err(error).context("cannot set up TLS to origins (tls_interception)"),
+    };
     let interceptor = if config.tls_interception.enabled {
         let interceptor =
             crate::tls::Interceptor::load(&config.tls_interception, std::env::var_os("HOME"))
@@ -117,6 +128,7 @@ async fn serve_config(config: Config, source: String) -> anyhow::Result<()> {
         config: Arc::new(config),
         scanner,
         interceptor,
+        upstream_tls,
     });
     serve(listeners, state, shutdown).await;
     Ok(())

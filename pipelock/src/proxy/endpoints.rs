@@ -1,4 +1,4 @@
-//! Pipelock's own endpoints on the main listener: `/health` and `/metrics`.
+//! Pipelock's own endpoints on the main listener: `/health`, `/metrics` and `/fetch`.
 //!
 //! Routing happens here so that each request is answered by exactly one named endpoint, and
 //! each answer is counted once in `pipelock_http_requests_total`.
@@ -33,6 +33,13 @@ pub async fn route(
     let proxy_request = request.method() == Method::CONNECT || request.uri().scheme().is_some();
     if proxy_request && routes.proxy {
         return super::forward::handle(state, request).await;
+    }
+    if routes.proxy && !proxy_request && request.uri().path() == "/fetch" {
+        let response = super::forward::fetch(Arc::clone(&state), request).await;
+        state
+            .metrics
+            .record_http_request("fetch", response.status().as_u16());
+        return response;
     }
     let (endpoint, response) = dispatch(&state, routes, &request);
     state

@@ -33,6 +33,9 @@ pub struct ServerState {
     pub scanner: Arc<Scanner>,
     /// TLS interception of CONNECT tunnels, when `tls_interception.enabled`.
     pub interceptor: Option<Arc<crate::tls::Interceptor>>,
+    /// TLS towards origins (intercepted tunnels, `/fetch` of https URLs); `None` when no
+    /// root certificate could be loaded.
+    pub upstream_tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 /// Why a listener could not be opened.

@@ -26,13 +26,18 @@ pub fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
     with_body(status, "application/json", value.to_string().into_bytes())
 }
 
-/// A JSON error response: `{"error": code, "message": message}`.
+/// A JSON error response: `{"error": code, "message": message}`, with the code in an
+/// `X-Pipelock-Error` header so clients can tell Pipelock's answers from an origin's.
 #[must_use]
 pub fn error(status: StatusCode, code: &str, message: &str) -> Response<Body> {
-    json(
+    let mut response = json(
         status,
         &serde_json::json!({ "error": code, "message": message }),
-    )
+    );
+    if let Ok(value) = HeaderValue::from_str(code) {
+        response.headers_mut().insert("x-pipelock-error", value);
+    }
+    response
 }
 
 /// A response with the given content type and body.

@@ -264,16 +264,15 @@ mod tests {
         let mut out = Vec::new();
         let mut bits: u64 = 0;
         let mut nbits = 0u32;
-        let put =
-            |value: u64, count: u32, out: &mut Vec<u8>, bits: &mut u64, nbits: &mut u32| {
-                *bits |= value << *nbits;
-                *nbits += count;
-                while *nbits >= 8 {
-                    out.push((*bits & 0xff) as u8);
-                    *bits >>= 8;
-                    *nbits -= 8;
-                }
-            };
+        let put = |value: u64, count: u32, out: &mut Vec<u8>, bits: &mut u64, nbits: &mut u32| {
+            *bits |= value << *nbits;
+            *nbits += count;
+            while *nbits >= 8 {
+                out.push((*bits & 0xff) as u8);
+                *bits >>= 8;
+                *nbits -= 8;
+            }
+        };
         // WBITS: 1 bit 0 means 16.
         put(0, 1, &mut out, &mut bits, &mut nbits);
         // ISLAST = 0, MNIBBLES = 4 (code 0), MLEN-1 in 16 bits, ISUNCOMPRESSED = 1.

@@ -11,6 +11,7 @@ pub mod decode;
 pub mod dlp;
 pub mod env_secrets;
 pub mod finding;
+pub mod html;
 pub mod inflate;
 pub mod injection;
 pub mod keywords;

@@ -1,5 +1,5 @@
-//! The `tls_interception` section made ready to serve: the CA and its leaf cache, the client
-//! configuration towards origins, and the passthrough list.
+//! The `tls_interception` section made ready to serve: the CA and its leaf cache, and the
+//! passthrough list.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -7,11 +7,10 @@ use std::sync::Arc;
 use rustls::crypto::CryptoProvider;
 use rustls::server::ResolvesServerCert;
 use rustls::sign::CertifiedKey;
-use rustls::{ClientConfig, ServerConfig};
+use rustls::ServerConfig;
 use thiserror::Error;
 
 use super::leaf::{LeafAuthority, LeafError};
-use super::upstream::{client_config, UpstreamTlsError};
 use crate::config::TlsInterception;
 
 /// Why interception could not be set up (Pipelock refuses to start).
@@ -23,8 +22,6 @@ pub enum InterceptError {
     Ttl(String),
     #[error(transparent)]
     Leaf(#[from] LeafError),
-    #[error(transparent)]
-    Upstream(#[from] UpstreamTlsError),
     #[error("cannot set up TLS: {0}")]
     Rustls(String),
 }
@@ -32,13 +29,12 @@ pub enum InterceptError {
 /// Everything needed to terminate a client's TLS and open the origin's.
 pub struct Interceptor {
     leaves: LeafAuthority,
-    client: Arc<ClientConfig>,
     provider: Arc<CryptoProvider>,
     passthrough: Vec<String>,
 }
 
 impl Interceptor {
-    /// Loads the CA and the origins' trust store named by `section`; `home` resolves the
+    /// Loads the CA named by `section`; `home` resolves the
     /// default CA paths (`~/.pipelock/ca.pem`, `ca-key.pem`).
     ///
     /// # Errors
@@ -62,12 +58,8 @@ impl Interceptor {
             .ok_or_else(|| InterceptError::Ttl(section.cert_ttl.clone()))?;
         let capacity = usize::try_from(section.cert_cache_size).unwrap_or(usize::MAX);
         let leaves = LeafAuthority::load(&cert, &key, ttl, capacity)?;
-        let extra = (!section.upstream_ca_file.is_empty())
-            .then(|| PathBuf::from(&section.upstream_ca_file));
-        let client = client_config(extra.as_deref())?;
         Ok(Self {
             leaves,
-            client,
             provider: Arc::new(rustls::crypto::ring::default_provider()),
             passthrough: section.passthrough_domains.clone(),
         })
@@ -94,11 +86,6 @@ impl Interceptor {
             .with_cert_resolver(Arc::new(Fixed(leaf)));
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(Arc::new(config))
-    }
-
-    /// The client configuration towards origins.
-    pub fn client_config(&self) -> Arc<ClientConfig> {
-        Arc::clone(&self.client)
     }
 
     /// How many leaf certificates are cached.

@@ -13,7 +13,7 @@ mod upstream;
 pub use ca::{generate_ca, write_ca, CaError, GeneratedCa};
 pub use interceptor::{InterceptError, Interceptor};
 pub use leaf::LeafError;
-pub use upstream::UpstreamTlsError;
+pub use upstream::{client_config as upstream_client_config, UpstreamTlsError};
 
 /// The directory under `$HOME` that holds the CA by default.
 pub const DEFAULT_CA_DIR: &str = ".pipelock";

@@ -1,16 +1,24 @@
-//! Name resolution with the SSRF check, and connecting to the address that passed it.
+//! Name resolution with the SSRF check, connecting to the address that passed it, and TLS
+//! to origins.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
+use std::sync::Arc;
+
+use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::TlsConnector;
 
 use crate::proxy::ServerState;
 use crate::scan::Finding;
 
 /// How long a lookup may take (the reference uses 5 s; a failed lookup blocks).
 const RESOLVE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the TLS handshake with an origin may take.
+const UPSTREAM_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long connecting to the upstream may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -66,4 +74,26 @@ pub async fn connect(addrs: &[SocketAddr]) -> io::Result<TcpStream> {
         }
     }
     Err(last)
+}
+
+/// TLS to the origin `host` over the vetted `tcp`, verified with the interceptor's roots.
+///
+/// # Errors
+/// No roots are trusted, the name is not a valid server name, or the handshake or the
+/// certificate verification failed.
+pub(super) async fn connect_tls(
+    state: &ServerState,
+    host: &str,
+    tcp: TcpStream,
+) -> io::Result<TlsStream<TcpStream>> {
+    let client = state
+        .upstream_tls
+        .as_ref()
+        .ok_or_else(|| io::Error::other("no trusted root certificates for origins"))?;
+    let name = ServerName::try_from(host.to_string())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    let connector = TlsConnector::from(Arc::clone(client));
+    tokio::time::timeout(UPSTREAM_HANDSHAKE_TIMEOUT, connector.connect(name, tcp))
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))?
 }

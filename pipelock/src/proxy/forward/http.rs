@@ -112,11 +112,15 @@ pub async fn forward(state: Arc<ServerState>, request: Request<Incoming>) -> Res
 
 /// Scans `request` on its way to `target`, forwards it to the vetted address, and scans the
 /// response on its way back.
-pub async fn exchange(
+pub async fn exchange<B>(
     state: Arc<ServerState>,
     target: Target,
-    request: Request<Incoming>,
-) -> Response<Body> {
+    request: Request<B>,
+) -> Response<Body>
+where
+    B: HttpBody<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<BoxError>,
+{
     let (parts, body) = request.into_parts();
     let kind = target.kind();
     let path_and_query = parts
@@ -143,14 +147,7 @@ pub async fn exchange(
     // 3. Headers and body.
     let section = &state.config.request_body_scanning;
     let section_blocks = section.action == BlockOrWarn::Block;
-    if section.enabled {
-        for (name, value) in &parts.headers {
-            if section.scans_header(name.as_str()) {
-                let text = String::from_utf8_lossy(value.as_bytes());
-                judged.add(&state, state.scanner.scan_outbound(&text), section_blocks);
-            }
-        }
-    }
+    scan_headers(&state, &parts.headers, &mut judged);
     let limit = usize::try_from(section.max_body_bytes).unwrap_or(usize::MAX);
     let (prefix, rest) = match read_up_to(body, limit).await {
         Ok(read) => read,
@@ -278,7 +275,7 @@ pub async fn exchange(
     let timeout = Duration::from_secs(state.config.fetch_proxy.timeout_seconds.max(1));
     let answer = tokio::time::timeout(timeout, async {
         if target.secure {
-            let tls = super::intercept::connect_tls(&state, host, upstream).await?;
+            let tls = dial::connect_tls(&state, host, upstream).await?;
             send(tls, upstream_request).await
         } else {
             send(upstream, upstream_request).await
@@ -298,9 +295,14 @@ pub async fn exchange(
     respond(&state, &target, judged, upstream_response).await
 }
 
-async fn send<S>(stream: S, request: Request<PrefixedBody>) -> Result<Response<Incoming>, SendError>
+async fn send<S, B>(
+    stream: S,
+    request: Request<PrefixedBody<B>>,
+) -> Result<Response<Incoming>, SendError>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+    B: HttpBody<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<BoxError>,
 {
     let (mut sender, connection) =
         hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
@@ -510,6 +512,21 @@ fn answer_as(
     Response::from_parts(parts, body)
 }
 
+/// DLP on the request headers `request_body_scanning` names (`scan_headers`, `header_mode`).
+pub(super) fn scan_headers(state: &ServerState, headers: &HeaderMap, judged: &mut Judgement) {
+    let section = &state.config.request_body_scanning;
+    if !section.enabled {
+        return;
+    }
+    let section_blocks = section.action == BlockOrWarn::Block;
+    for (name, value) in headers {
+        if section.scans_header(name.as_str()) {
+            let text = String::from_utf8_lossy(value.as_bytes());
+            judged.add(state, state.scanner.scan_outbound(&text), section_blocks);
+        }
+    }
+}
+
 /// Counts bytes received from `host` in the metrics and its data budget.
 pub(super) fn record_inbound(state: &ServerState, host: &str, bytes: u64) {
     state.metrics.record_proxy_bytes("in", bytes);
@@ -618,14 +635,18 @@ fn upstream_error(state: &ServerState, kind: &str, message: &str) -> Response<Bo
     response::error(StatusCode::BAD_GATEWAY, "upstream_failed", message)
 }
 
+/// The error type of bodies Pipelock relays.
+pub(super) type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 /// Reads at most `limit` bytes of `body`: all of it, or the first `limit` and the unread rest.
-async fn read_up_to(
-    mut body: Incoming,
-    limit: usize,
-) -> Result<(Bytes, Option<Incoming>), hyper::Error> {
+async fn read_up_to<B>(mut body: B, limit: usize) -> Result<(Bytes, Option<B>), BoxError>
+where
+    B: HttpBody<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
     let mut buffer: Vec<u8> = Vec::new();
     while let Some(frame) = body.frame().await {
-        if let Ok(data) = frame?.into_data() {
+        if let Ok(data) = frame.map_err(Into::into)?.into_data() {
             buffer.extend_from_slice(&data);
             if buffer.len() > limit {
                 return Ok((Bytes::from(buffer), Some(body)));
@@ -636,24 +657,28 @@ async fn read_up_to(
 }
 
 /// Bytes already read, then the rest of the stream.
-struct PrefixedBody {
+struct PrefixedBody<B> {
     prefix: Option<Bytes>,
-    rest: Option<Incoming>,
+    rest: Option<B>,
 }
 
-impl HttpBody for PrefixedBody {
+impl<B> HttpBody for PrefixedBody<B>
+where
+    B: HttpBody<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         if let Some(prefix) = self.prefix.take() {
             return Poll::Ready(Some(Ok(Frame::data(prefix))));
         }
         match self.rest.as_mut() {
-            Some(rest) => Pin::new(rest).poll_frame(cx),
+            Some(rest) => Pin::new(rest).poll_frame(cx).map_err(Into::into),
             None => Poll::Ready(None),
         }
     }

@@ -8,7 +8,6 @@
 //! and every request's `Host` (or `:authority`) must name the CONNECT host, so a tunnel opened
 //! for one site cannot carry requests for another.
 
-use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,10 +17,7 @@ use hyper::service::service_fn;
 use hyper::upgrade::Upgraded;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use rustls::pki_types::ServerName;
-use tokio::net::TcpStream;
-use tokio_rustls::client::TlsStream;
-use tokio_rustls::{LazyConfigAcceptor, TlsConnector};
+use tokio_rustls::LazyConfigAcceptor;
 
 use super::http::{exchange, Target};
 use crate::proxy::response::{self, Body};
@@ -30,8 +26,6 @@ use crate::tls::Interceptor;
 
 /// How long a client may take to send its ClientHello (as without interception).
 const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long the TLS handshake with the origin may take.
-const UPSTREAM_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serves the decrypted requests of one tunnel to `host:port` until the client leaves, the
 /// tunnel has been idle for `idle`, or it has lived `max`.
@@ -173,28 +167,6 @@ fn refuse_tunnel(state: &ServerState, target: &Target, reason: &'static str) -> 
         .record_proxy_request("connect", "block", "sni");
     tracing::warn!(target_host = %target.host, reason, "intercepted tunnel closed: TLS server name check failed");
     reason
-}
-
-/// TLS to the origin `host` over the vetted `tcp`, verified with the interceptor's roots.
-///
-/// # Errors
-/// Interception is off, the name is not a valid server name, or the handshake or the
-/// certificate verification failed.
-pub(super) async fn connect_tls(
-    state: &ServerState,
-    host: &str,
-    tcp: TcpStream,
-) -> io::Result<TlsStream<TcpStream>> {
-    let interceptor = state
-        .interceptor
-        .as_ref()
-        .ok_or_else(|| io::Error::other("TLS interception is off"))?;
-    let name = ServerName::try_from(host.to_string())
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-    let connector = TlsConnector::from(interceptor.client_config());
-    tokio::time::timeout(UPSTREAM_HANDSHAKE_TIMEOUT, connector.connect(name, tcp))
-        .await
-        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))?
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@
 //! swap it (no DNS-rebinding window).
 
 mod dial;
+mod fetch;
 mod http;
 mod intercept;
 mod judge;
@@ -18,6 +19,8 @@ mod sse;
 mod tunnel;
 
 use std::sync::Arc;
+
+pub use fetch::fetch;
 
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
