@@ -270,6 +270,101 @@ fn connect_tunnels_get_hostname_checks_ssrf_and_timeouts() {
     );
 }
 
+/// Opens a CONNECT tunnel to `target` through `proxy` and returns the client socket once
+/// Pipelock has answered 200.
+fn open_tunnel(proxy: std::net::SocketAddr, target: std::net::SocketAddr) -> TcpStream {
+    let mut client = TcpStream::connect(proxy).expect("connect");
+    client
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    write!(
+        client,
+        "CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n"
+    )
+    .expect("write");
+    let mut head = [0u8; 512];
+    let n = client.read(&mut head).expect("CONNECT answer");
+    let answer = String::from_utf8_lossy(&head[..n]);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    client
+}
+
+#[test]
+fn tunnels_end_at_max_tunnel_seconds_and_on_shutdown() {
+    let origin = Upstream::start().expect("origin");
+    let (mut pipelock, _dir, _proxy) = start_with_config(
+        "version: 1\nforward_proxy:\n  enabled: true\n  max_tunnel_seconds: 2\n  idle_timeout_seconds: 30\n  sni_verification: false\nssrf:\n  ip_allowlist: [\"127.0.0.0/8\"]\n",
+    );
+    // A busy tunnel (a request every 200 ms) still ends after max_tunnel_seconds.
+    let mut client = open_tunnel(pipelock.addr, origin.addr);
+    let opened = Instant::now();
+    let mut answered = 0;
+    for _ in 0..50 {
+        let sent = write!(client, "GET /clean HTTP/1.1\r\nHost: x\r\n\r\n");
+        let mut buf = [0u8; 256];
+        match (sent, client.read(&mut buf)) {
+            (Ok(()), Ok(n)) if n > 0 => answered += 1,
+            _ => break,
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let lived = opened.elapsed();
+    assert!(
+        answered >= 5,
+        "only {answered} requests got through the tunnel"
+    );
+    assert!(
+        lived >= Duration::from_millis(1800) && lived < Duration::from_secs(6),
+        "the busy tunnel lived {lived:?}"
+    );
+
+    // Shutting down closes an open tunnel at once, and pipelock exits.
+    let mut client = open_tunnel(pipelock.addr, origin.addr);
+    pipelock.signal(libc::SIGTERM).expect("SIGTERM");
+    let mut rest = Vec::new();
+    let _ = client.read_to_end(&mut rest);
+    let status = pipelock.wait_exit(Duration::from_secs(8)).expect("exits");
+    assert!(status.success(), "{status:?}");
+    assert!(
+        pipelock
+            .stdout_lines()
+            .iter()
+            .any(|l| l.contains("tunnel closed: shutting down")),
+        "{:?}",
+        pipelock.stdout_lines()
+    );
+}
+
+#[test]
+fn at_most_1024_tunnels_are_open_at_once() {
+    let origin = Upstream::start().expect("origin");
+    let (pipelock, _dir, _proxy) = start_with_config(
+        "version: 1\nforward_proxy:\n  enabled: true\n  sni_verification: false\nssrf:\n  ip_allowlist: [\"127.0.0.0/8\"]\nfetch_proxy:\n  monitoring:\n    max_requests_per_minute: 100000\n",
+    );
+    let open: Vec<TcpStream> = (0..1024)
+        .map(|_| open_tunnel(pipelock.addr, origin.addr))
+        .collect();
+    let mut client = TcpStream::connect(pipelock.addr).expect("connect");
+    client
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    write!(
+        client,
+        "CONNECT {0} HTTP/1.1\r\nHost: {0}\r\n\r\n",
+        origin.addr
+    )
+    .expect("write");
+    let mut head = [0u8; 1024];
+    let n = client.read(&mut head).expect("answer");
+    let answer = String::from_utf8_lossy(&head[..n]);
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("tunnel_limit"), "{answer}");
+    // Closing one frees its slot.
+    drop(open);
+    std::thread::sleep(Duration::from_millis(500));
+    let _again = open_tunnel(pipelock.addr, origin.addr);
+}
+
 #[test]
 fn rate_limit_and_disabled_proxy() {
     let origin = Upstream::start().expect("origin");

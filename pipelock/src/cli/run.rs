@@ -3,7 +3,6 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
 
 use anyhow::Context;
 use clap::Args;
@@ -39,6 +38,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
         config.fetch_proxy.listen = listen;
     }
     init_logging(&config.logging).context("cannot set up logging")?;
+    raise_open_files_limit();
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -121,17 +121,41 @@ async fn serve_config(config: Config, source: String) -> anyhow::Result<()> {
         tracing::info!(listener = listener.name(), addr = %addr, "listening");
     }
 
-    let state = Arc::new(ServerState {
-        started: Instant::now(),
-        metrics: Metrics::new(&mode),
-        mode,
-        config: Arc::new(config),
+    let state = Arc::new(ServerState::new(
+        Metrics::new(&mode),
+        Arc::new(config),
         scanner,
         interceptor,
         upstream_tls,
-    });
+    ));
     serve(listeners, state, shutdown).await;
     Ok(())
+}
+
+/// Raises the soft limit on open files to the hard limit: each proxied connection or tunnel
+/// holds two descriptors, and the usual soft limit of 1024 would cap tunnels far below
+/// `MAX_TUNNELS`.
+fn raise_open_files_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed to them.
+    let raised = unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && {
+            let previous = limit.rlim_cur;
+            limit.rlim_cur = limit.rlim_max;
+            previous == limit.rlim_max || libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0
+        }
+    };
+    if raised {
+        tracing::debug!(open_files = limit.rlim_cur, "open files limit");
+    } else {
+        tracing::warn!(
+            error = %std::io::Error::last_os_error(),
+            "cannot raise the open files limit; tunnels may run out of descriptors"
+        );
+    }
 }
 
 /// Completes on the first SIGTERM or SIGINT.

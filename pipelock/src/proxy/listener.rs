@@ -36,6 +36,37 @@ pub struct ServerState {
     /// TLS towards origins (intercepted tunnels, `/fetch` of https URLs); `None` when no
     /// root certificate could be loaded.
     pub upstream_tls: Option<Arc<rustls::ClientConfig>>,
+    /// Open CONNECT tunnels, at most [`MAX_TUNNELS`] (the reference's cap).
+    pub tunnel_slots: Arc<tokio::sync::Semaphore>,
+    /// Set to `true` when shutting down; tunnels watch it and close.
+    pub stopping: tokio::sync::watch::Sender<bool>,
+}
+
+/// How many CONNECT tunnels may be open at once (the reference's `maxConcurrentTunnels`).
+pub const MAX_TUNNELS: usize = 1024;
+
+impl ServerState {
+    /// The state shared by every connection, with no tunnel open.
+    #[must_use]
+    pub fn new(
+        metrics: Metrics,
+        config: Arc<Config>,
+        scanner: Arc<Scanner>,
+        interceptor: Option<Arc<crate::tls::Interceptor>>,
+        upstream_tls: Option<Arc<rustls::ClientConfig>>,
+    ) -> Self {
+        Self {
+            started: Instant::now(),
+            mode: config.mode.to_string(),
+            metrics,
+            config,
+            scanner,
+            interceptor,
+            upstream_tls,
+            tunnel_slots: Arc::new(tokio::sync::Semaphore::new(MAX_TUNNELS)),
+            stopping: tokio::sync::watch::channel(false).0,
+        }
+    }
 }
 
 /// Why a listener could not be opened.
@@ -164,9 +195,19 @@ pub async fn serve(
     let in_flight = open.load(std::sync::atomic::Ordering::Relaxed);
     tracing::info!(in_flight, "shutting down: no longer accepting connections");
     let _ = stop.send(true);
+    state.stopping.send_replace(true);
     drop(done);
+    // Tunnels close at once on `stopping`; each gives its slot back when it has.
+    let tunnels_closed = async {
+        let all = u32::try_from(MAX_TUNNELS).unwrap_or(u32::MAX);
+        let _ = state.tunnel_slots.acquire_many(all).await;
+    };
+    let drained = async {
+        all_done.recv().await;
+        tunnels_closed.await;
+    };
     tokio::select! {
-        _ = all_done.recv() => tracing::info!("shutdown complete"),
+        () = drained => tracing::info!("shutdown complete"),
         () = tokio::time::sleep(SHUTDOWN_GRACE) => {
             tracing::warn!(grace_seconds = SHUTDOWN_GRACE.as_secs(), "shutdown grace period over; closing remaining connections");
         }

@@ -19,6 +19,19 @@ use crate::proxy::response::{self, Body};
 use crate::proxy::ServerState;
 
 pub async fn open(state: Arc<ServerState>, request: Request<Incoming>) -> Response<Body> {
+    let Ok(slot) = Arc::clone(&state.tunnel_slots).try_acquire_owned() else {
+        state
+            .metrics
+            .record_proxy_request("connect", "block", "tunnel_limit");
+        return response::error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "tunnel_limit",
+            &format!(
+                "{} tunnels are open, the most Pipelock allows; try again later",
+                crate::proxy::listener::MAX_TUNNELS
+            ),
+        );
+    };
     let Some(authority) = request.uri().authority().cloned() else {
         state
             .metrics
@@ -105,38 +118,54 @@ pub async fn open(state: Arc<ServerState>, request: Request<Incoming>) -> Respon
         idle: Duration::from_secs(state.config.forward_proxy.idle_timeout_seconds.max(1)),
     };
     let relay_state = Arc::clone(&state);
+    let mut stopping = state.stopping.subscribe();
     tokio::spawn(async move {
-        match hyper::upgrade::on(request).await {
-            Ok(upgraded) => {
-                relay_state.metrics.tunnels(1);
-                let started = Instant::now();
-                match (interceptor, upstream) {
-                    (Some(interceptor), _) => {
-                        let target = super::http::Target {
-                            host: host.clone(),
-                            port,
-                            secure: true,
-                        };
-                        let limits = (limits.max, limits.idle);
-                        let state = Arc::clone(&relay_state);
-                        let reason =
-                            super::intercept::serve(state, interceptor, upgraded, target, limits)
-                                .await;
-                        tracing::info!(
-                            target_host = %host,
-                            seconds = started.elapsed().as_secs_f64(),
-                            reason,
-                            "intercepted tunnel closed"
-                        );
+        let _slot = slot;
+        let tunnel = async {
+            match hyper::upgrade::on(request).await {
+                Ok(upgraded) => {
+                    let _open = OpenTunnel::count(&relay_state.metrics);
+                    let started = Instant::now();
+                    match (interceptor, upstream) {
+                        (Some(interceptor), _) => {
+                            let target = super::http::Target {
+                                host: host.clone(),
+                                port,
+                                secure: true,
+                            };
+                            let limits = (limits.max, limits.idle);
+                            let state = Arc::clone(&relay_state);
+                            let reason = super::intercept::serve(
+                                state,
+                                interceptor,
+                                upgraded,
+                                target,
+                                limits,
+                            )
+                            .await;
+                            tracing::info!(
+                                target_host = %host,
+                                seconds = started.elapsed().as_secs_f64(),
+                                reason,
+                                "intercepted tunnel closed"
+                            );
+                        }
+                        (None, Some(upstream)) => {
+                            relay_opaque(&relay_state, upgraded, upstream, &host, limits).await;
+                        }
+                        (None, None) => {}
                     }
-                    (None, Some(upstream)) => {
-                        relay_opaque(&relay_state, upgraded, upstream, &host, limits).await;
-                    }
-                    (None, None) => {}
                 }
-                relay_state.metrics.tunnels(-1);
+                Err(error) => tracing::debug!(%error, "CONNECT upgrade failed"),
             }
-            Err(error) => tracing::debug!(%error, "CONNECT upgrade failed"),
+        };
+        // Shutting down closes open tunnels at once: a tunnel has no request boundary to
+        // finish at.
+        tokio::select! {
+            () = tunnel => {}
+            _ = stopping.wait_for(|stop| *stop) => {
+                tracing::info!(target_host = %host, "tunnel closed: shutting down");
+            }
         }
     });
     let mut ok = Response::new(response::full(Vec::new()));
@@ -146,6 +175,22 @@ pub async fn open(state: Arc<ServerState>, request: Request<Incoming>) -> Respon
         }
     }
     ok
+}
+
+/// One open tunnel in the `open_tunnels` gauge, for as long as it lives.
+struct OpenTunnel(crate::telemetry::Metrics);
+
+impl OpenTunnel {
+    fn count(metrics: &crate::telemetry::Metrics) -> Self {
+        metrics.tunnels(1);
+        Self(metrics.clone())
+    }
+}
+
+impl Drop for OpenTunnel {
+    fn drop(&mut self) {
+        self.0.tunnels(-1);
+    }
 }
 
 /// The SNI check, then an opaque relay between the client and the vetted upstream.
