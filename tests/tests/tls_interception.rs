@@ -201,6 +201,17 @@ fn curl_through_an_intercepted_tunnel_is_scanned_both_ways() {
         metrics.contains(r#"kind="intercepted",verdict="block",scanner="dlp""#),
         "{metrics}"
     );
+    for direction in ["request", "response"] {
+        let count = format!("pipelock_scan_duration_seconds_count{{direction=\"{direction}\"}} ");
+        assert!(metrics.contains(&count), "{count}: {metrics}");
+    }
+    // The connection asking for the metrics is itself open.
+    let open: i64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("pipelock_open_connections "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    assert!(open >= 1, "{metrics}");
     drop(s.pipelock);
 }
 

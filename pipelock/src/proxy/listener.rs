@@ -154,6 +154,7 @@ pub async fn serve(
             () = &mut shutdown => break,
             accepted = accepted_rx.recv() => {
                 let Some((stream, peer, routes)) = accepted else { break };
+                let metrics = state.metrics.clone();
                 let state = Arc::clone(&state);
                 let service = service_fn(move |request| {
                     let state = Arc::clone(&state);
@@ -170,6 +171,7 @@ pub async fn serve(
                 let mut stopping = stopping.clone();
                 let open = Arc::clone(&open);
                 open.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                metrics.connections(1);
                 tokio::spawn(async move {
                     let _done = done;
                     let mut connection = std::pin::pin!(connection);
@@ -181,6 +183,7 @@ pub async fn serve(
                         }
                     };
                     open.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                    metrics.connections(-1);
                     if let Err(error) = result {
                         tracing::debug!(%peer, %error, "connection ended with an error");
                     }

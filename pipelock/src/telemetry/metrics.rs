@@ -12,6 +12,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
@@ -45,6 +46,13 @@ pub struct DirectionLabels {
     pub direction: String,
 }
 
+/// Labels of `pipelock_scan_duration_seconds`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ScanLabels {
+    /// `request` (URL, headers, body) or `response`.
+    pub direction: String,
+}
+
 /// The process-wide metrics registry.
 #[derive(Clone)]
 pub struct Metrics {
@@ -54,6 +62,8 @@ pub struct Metrics {
     proxy_bytes: Family<DirectionLabels, Counter>,
     open_tunnels: Gauge,
     tls_leaves: Gauge,
+    open_connections: Gauge,
+    scan_duration: Family<ScanLabels, Histogram>,
 }
 
 impl Metrics {
@@ -116,6 +126,22 @@ impl Metrics {
             tls_leaves.clone(),
         );
 
+        let open_connections = Gauge::default();
+        registry.register(
+            "open_connections",
+            "Client connections open now, on every listener",
+            open_connections.clone(),
+        );
+        let scan_duration = Family::<ScanLabels, Histogram>::new_with_constructor(|| {
+            // 1 µs to about 4 s.
+            Histogram::new(exponential_buckets(1e-6, 4.0, 12))
+        });
+        registry.register(
+            "scan_duration_seconds",
+            "Time spent scanning one proxied request or response, by direction",
+            scan_duration.clone(),
+        );
+
         Self {
             registry: Arc::new(registry),
             http_requests,
@@ -123,7 +149,23 @@ impl Metrics {
             proxy_bytes,
             open_tunnels,
             tls_leaves,
+            open_connections,
+            scan_duration,
         }
+    }
+
+    /// A client connection opened (`1`) or closed (`-1`).
+    pub fn connections(&self, delta: i64) {
+        self.open_connections.inc_by(delta);
+    }
+
+    /// Records how long scanning one request or response (`direction`) took.
+    pub fn observe_scan(&self, direction: &str, seconds: f64) {
+        self.scan_duration
+            .get_or_create(&ScanLabels {
+                direction: direction.to_string(),
+            })
+            .observe(seconds);
     }
 
     /// Counts one request answered by one of Pipelock's own endpoints.

@@ -131,6 +131,7 @@ where
     let url = target.url(&path_and_query);
     let (host, port) = (target.host.as_str(), target.port);
     let mut judged = Judgement::default();
+    let scan_started = Instant::now();
 
     // 1. The URL, every layer, before any lookup.
     judged.add(&state, state.scanner.scan_url(&url), true);
@@ -148,6 +149,8 @@ where
     let section = &state.config.request_body_scanning;
     let section_blocks = section.action == BlockOrWarn::Block;
     scan_headers(&state, &parts.headers, &mut judged);
+    // Time spent reading the body from the client is not scan time.
+    let mut scan_time = scan_started.elapsed();
     let limit = usize::try_from(section.max_body_bytes).unwrap_or(usize::MAX);
     let (prefix, rest) = match read_up_to(body, limit).await {
         Ok(read) => read,
@@ -159,6 +162,7 @@ where
             )
         }
     };
+    let body_started = Instant::now();
     if section.enabled {
         if rest.is_some() {
             judged.add(
@@ -202,6 +206,10 @@ where
             }
         }
     }
+    scan_time += body_started.elapsed();
+    state
+        .metrics
+        .observe_scan("request", scan_time.as_secs_f64());
     if judged.block.is_some() {
         return judged.refuse(&state, kind, StatusCode::FORBIDDEN, "request");
     }
@@ -437,7 +445,11 @@ async fn respond(
             headers.remove(CONTENT_ENCODING);
         }
         let text = String::from_utf8_lossy(&bytes);
+        let scan_started = Instant::now();
         let findings = state.scanner.scan_inbound(&text);
+        state
+            .metrics
+            .observe_scan("response", scan_started.elapsed().as_secs_f64());
         if scanning.action == ResponseAction::Strip && !findings.is_empty() {
             // Cut the matches out; what cannot be cut (seen only in a normalized or decoded
             // view) still blocks.
