@@ -1,8 +1,9 @@
-//! Developer tasks: `cargo xtask setup | build | run | test`.
+//! Developer tasks: `cargo xtask setup | build | run | test | bench-proxy`.
 //!
 //! `setup` installs what the build needs, idempotently, from Debian's packages and crates.io
 //! only; every other task runs it first, so the README's two commands work on a fresh machine.
 
+mod bench_proxy;
 mod prerequisites;
 mod tasks;
 
@@ -41,6 +42,10 @@ enum Task {
         #[arg(last = true)]
         args: Vec<String>,
     },
+    /// Set up, build (release) and benchmark Pipelock's forward proxy against tinyproxy,
+    /// squid and a direct connection on loopback; prints a markdown table and writes it to
+    /// `<target dir>/bench-proxy.md`.
+    BenchProxy,
 }
 
 fn main() -> ExitCode {
@@ -50,6 +55,7 @@ fn main() -> ExitCode {
         Task::Build { release } => prerequisites::install().and_then(|()| tasks::build(release)),
         Task::Run { args } => prerequisites::install().and_then(|()| tasks::run(&args)),
         Task::Test { args } => prerequisites::install().and_then(|()| tasks::test(&args)),
+        Task::BenchProxy => bench_proxy::run(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -5,6 +5,9 @@
 //!   the end-to-end tests drive (curl, python3 with requests, ruby, openssl). The Rust ones are skipped
 //!   when a rustup nightly with rust-src is present, which `pipelock/build.rs` then uses.
 //! - `bpf-linker` 0.13 from crates.io, built against Debian's LLVM 22.
+//!
+//! Other tasks install their own Debian packages with [`ensure_packages`] (`bench-proxy`:
+//! wrk, nginx, squid, tinyproxy), which never leaves a service started by the install.
 
 use std::process::Command;
 
@@ -40,32 +43,7 @@ pub fn install() -> Result<()> {
     if !rustup_nightly::has_rust_src() {
         wanted.extend(RUST_PACKAGES);
     }
-    let missing: Vec<&str> = wanted
-        .iter()
-        .copied()
-        .filter(|package| !package_installed(package))
-        .collect();
-    if !missing.is_empty() {
-        ensure_root(&format!(
-            "install the Debian packages {}",
-            missing.join(" ")
-        ))?;
-        run_checked(
-            Command::new("apt-get")
-                .args(["update", "-qq"])
-                .env("DEBIAN_FRONTEND", "noninteractive"),
-        )?;
-        run_checked(
-            Command::new("apt-get")
-                .args(["install", "-y", "-qq", "--no-install-recommends"])
-                .args(&missing)
-                .env("DEBIAN_FRONTEND", "noninteractive"),
-        )?;
-    }
-
-    if missing.is_empty() {
-        eprintln!("xtask: Debian packages present: {}", wanted.join(" "));
-    }
+    ensure_packages(&wanted)?;
     if bpf_linker_is_current() {
         eprintln!("xtask: bpf-linker {BPF_LINKER_SERIES}x present");
     } else {
@@ -78,6 +56,121 @@ pub fn install() -> Result<()> {
         )?;
     }
     Ok(())
+}
+
+/// Installs those of the Debian `packages` that are missing (after checking that the
+/// configured sources offer them), without letting their maintainer scripts start services:
+/// a server package (nginx, squid, …) must not be left listening on its default port.
+pub fn ensure_packages(packages: &[&str]) -> Result<()> {
+    let missing: Vec<&str> = packages
+        .iter()
+        .copied()
+        .filter(|package| !package_installed(package))
+        .collect();
+    if missing.is_empty() {
+        eprintln!("xtask: Debian packages present: {}", packages.join(" "));
+        return Ok(());
+    }
+    ensure_root(&format!(
+        "install the Debian packages {}",
+        missing.join(" ")
+    ))?;
+    run_checked(
+        Command::new("apt-get")
+            .args(["update", "-qq"])
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )?;
+    for package in &missing {
+        if !package_available(package) {
+            bail!("the Debian package {package} is not available from the configured apt sources (`apt-cache policy {package}` shows no candidate)");
+        }
+    }
+    let guard = NoServiceStarts::install()?;
+    let installed = run_checked(
+        Command::new("apt-get")
+            .args(["install", "-y", "-qq", "--no-install-recommends"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    );
+    drop(guard);
+    installed?;
+    stop_services(&missing);
+    Ok(())
+}
+
+/// True when `apt-cache policy` names an installable version of `package`.
+fn package_available(package: &str) -> bool {
+    Command::new("apt-cache")
+        .args(["policy", package])
+        .output()
+        .is_ok_and(|out| {
+            String::from_utf8_lossy(&out.stdout).lines().any(|line| {
+                line.trim()
+                    .strip_prefix("Candidate:")
+                    .is_some_and(|candidate| candidate.trim() != "(none)")
+            })
+        })
+}
+
+/// `/usr/sbin/policy-rc.d` answering 101 ("action forbidden") while packages install, so
+/// `invoke-rc.d` starts no service; removed on drop. An existing policy is left as it is.
+struct NoServiceStarts {
+    created: Option<&'static str>,
+}
+
+impl NoServiceStarts {
+    const PATH: &'static str = "/usr/sbin/policy-rc.d";
+
+    fn install() -> Result<Self> {
+        if std::path::Path::new(Self::PATH).exists() {
+            return Ok(Self { created: None });
+        }
+        std::fs::write(
+            Self::PATH,
+            "#!/bin/sh\n# written by cargo xtask while installing packages\nexit 101\n",
+        )
+        .with_context(|| format!("cannot write {}", Self::PATH))?;
+        std::fs::set_permissions(
+            Self::PATH,
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .with_context(|| format!("cannot make {} executable", Self::PATH))?;
+        Ok(Self {
+            created: Some(Self::PATH),
+        })
+    }
+}
+
+impl Drop for NoServiceStarts {
+    fn drop(&mut self) {
+        if let Some(path) = self.created {
+            if let Err(error) = std::fs::remove_file(path) {
+                eprintln!("xtask: warning: cannot remove {path}: {error}");
+            }
+        }
+    }
+}
+
+/// Under systemd, units are started by `deb-systemd-invoke` too; stop and disable those of
+/// the packages just installed (no-op for packages without a unit, and without systemd).
+fn stop_services(packages: &[&str]) {
+    if !std::path::Path::new("/run/systemd/system").exists() {
+        return;
+    }
+    for package in packages {
+        let unit = format!("{package}.service");
+        let known = Command::new("systemctl")
+            .args(["cat", &unit])
+            .output()
+            .is_ok_and(|out| out.status.success());
+        if known {
+            if let Err(error) =
+                run_checked(Command::new("systemctl").args(["disable", "--now", &unit]))
+            {
+                eprintln!("xtask: warning: cannot stop {unit}: {error:#}");
+            }
+        }
+    }
 }
 
 fn package_installed(package: &str) -> bool {

@@ -67,7 +67,7 @@ fn cargo() -> Command {
 
 /// Cargo's target directory, as cargo itself resolves it (CARGO_TARGET_DIR, `build.target-dir`
 /// in a config file, or `<workspace>/target`); always absolute.
-fn target_dir() -> Result<PathBuf> {
+pub fn target_dir() -> Result<PathBuf> {
     let mut command = cargo();
     command.args([
         "metadata",
