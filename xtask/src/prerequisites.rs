@@ -90,7 +90,9 @@ pub fn ensure_packages(packages: &[&str]) -> Result<()> {
         Command::new("apt-get")
             .args(["install", "-y", "-qq", "--no-install-recommends"])
             .args(&missing)
-            .env("DEBIAN_FRONTEND", "noninteractive"),
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            // Progress goes to stderr: stdout is for what a task reports (bench-proxy's table).
+            .stdout(std::io::stderr()),
     );
     drop(guard);
     installed?;

@@ -91,7 +91,7 @@ pub struct Case {
 }
 
 /// The cases in the order they run: idle connections first, on freshly started proxies.
-pub const ALL: [Case; 5] = [
+pub const ALL: [Case; 6] = [
     Case {
         name: "1,000 idle keep-alive connections: resident memory",
         target: "Pipelock ≤ 64 MiB",
@@ -111,6 +111,12 @@ pub const ALL: [Case; 5] = [
         name: "100 MiB text/plain response, scanned: MB/s, median of 3 (best)",
         target: "Pipelock ≥ 200 MB/s",
         measure: download,
+    },
+    Case {
+        name:
+            "HTTPS through a CONNECT tunnel, not intercepted: p50 per request on a new connection",
+        target: "— (reference for the next row)",
+        measure: tunnelled_https,
     },
     Case {
         name: "Intercepted HTTPS, leaf certificate cached: p50 per request on a new connection",
@@ -226,12 +232,6 @@ fn latency(run: &Run) -> Result<Row> {
     })
 }
 
-/// Median and best of the download runs, in MB/s.
-fn median_best(mut runs: Vec<f64>) -> (f64, f64) {
-    runs.sort_by(f64::total_cmp);
-    (runs[runs.len() / 2], runs[runs.len() - 1])
-}
-
 fn download(run: &Run) -> Result<Row> {
     let url = run.url("/large");
     let mut cells = Vec::new();
@@ -244,13 +244,19 @@ fn download(run: &Run) -> Result<Row> {
     {
         let mut runs = Vec::new();
         for _ in 0..DOWNLOAD_RUNS {
-            runs.push(loads::download_mb_per_s(&url, port, LARGE_BYTES)?);
+            runs.push(loads::download(&url, port, LARGE_BYTES)?);
         }
-        let (median, best) = median_best(runs);
+        runs.sort_by(|a, b| a.mb_per_s.total_cmp(&b.mb_per_s));
+        let (median, best) = (runs[runs.len() / 2], runs[runs.len() - 1]);
         if port == Some(run.pipelock.port) {
-            pipelock_median = median;
+            pipelock_median = median.mb_per_s;
         }
-        cells.push(format!("{median:.0} MB/s ({best:.0})"));
+        cells.push(format!(
+            "{:.0} MB/s ({:.0}); first byte at {:.0} ms",
+            median.mb_per_s,
+            best.mb_per_s,
+            median.first_byte_s * 1e3
+        ));
     }
     let [p, t, s, d] = <[String; 4]>::try_from(cells).map_err(|_| anyhow::anyhow!("four cells"))?;
     Ok(Row {
@@ -264,11 +270,40 @@ fn download(run: &Run) -> Result<Row> {
     })
 }
 
+/// HTTPS through each proxy's opaque CONNECT tunnel (no interception anywhere): what a
+/// tunnel costs, the baseline of the interception case, and a check of its machinery.
+fn tunnelled_https(run: &Run) -> Result<Row> {
+    let case = &ALL[4];
+    let mut cells = Vec::new();
+    let mut direct = Vec::new();
+    for proxy in run.proxies() {
+        let (direct_p50, proxied) = loads::https_p50_us(
+            run.origin_tls_port,
+            &run.fixtures.origin_ca,
+            proxy.port,
+            &run.fixtures.origin_ca,
+            HTTPS_REQUESTS,
+        )?;
+        cells.push(format!("{proxied:.0} µs (+{:.0})", proxied - direct_p50));
+        direct.push(format!("{direct_p50:.0}"));
+    }
+    let [p, t, s] = <[String; 3]>::try_from(cells).map_err(|_| anyhow::anyhow!("three cells"))?;
+    Ok(Row {
+        case: case.name.to_string(),
+        pipelock: p,
+        tinyproxy: t,
+        squid: s,
+        direct: format!("{} µs", direct.join(" / ")),
+        target: case.target.to_string(),
+        met: Met::NoTarget,
+    })
+}
+
 /// A second Pipelock with TLS interception on (its CA from `pipelock tls init`, the origin's
 /// test CA as `upstream_ca_file`). While the binary refuses that config, or does not
 /// intercept, the case is "not available" rather than a failure.
 fn intercepted_https(run: &Run) -> Result<Row> {
-    let case = &ALL[4];
+    let case = &ALL[5];
     let ca_dir = run.dir.join("pipelock-ca");
     stdout_within(
         Command::new(&run.binary)
@@ -330,8 +365,9 @@ pub fn notes() -> Vec<String> {
         "Pipelock runs with every scanner that applies to plain HTTP on and blocking (config below): URL layers, DLP on every request header (`header_mode: all`) and body, prompt-injection scanning of text responses, and the per-site rate limit (set high). tinyproxy and squid scan nothing; squid caches nothing.".to_string(),
         format!("Request rate and latency: wrk with absolute-form requests (`xtask/bench/absolute_form.lua`) through each proxy, plain requests for direct; latency is wrk's p50 with one connection, the added figure is over direct. Latency run: {} s per contender.", LATENCY.seconds),
         "Socket errors next to tinyproxy: tinyproxy 1.11 closes the client connection after each response without sending `Connection: close`, so wrk's next request on that connection fails and wrk reconnects; req/s counts completed responses only.".to_string(),
-        "100 MiB: a clean English text file served as `text/plain`; with `fetch_proxy.max_response_mb: 200` Pipelock buffers the whole body and scans it for prompt injection before sending it (a text body over that limit would be refused). curl to /dev/null, MB = 10^6 bytes, curl's total time.".to_string(),
+        "100 MiB: a clean English text file served as `text/plain`; with `fetch_proxy.max_response_mb: 200` Pipelock buffers the whole body and scans it for prompt injection before sending it (a text body over that limit would be refused). The time to the first byte shows it: the client gets nothing until the scan is done. curl to /dev/null, MB = 10^6 bytes over curl's total time; median of 3 runs, best in brackets.".to_string(),
         format!("Idle connections: `xtask/bench/idle_connections.py` opens {IDLE_CONNECTIONS} connections, sends one proxied request on each and reads the response, then holds them idle for 1 s; the figure is VmRSS of the proxy's process and its children while they are open, with how many the proxy had not closed."),
+        "HTTPS through a tunnel: the same script and origin, each proxy relaying the CONNECT opaquely (the client checks the origin's own certificate); direct is listed per run (Pipelock / tinyproxy / squid).".to_string(),
         format!("Intercepted HTTPS: `xtask/bench/https_latency.py`, {HTTPS_REQUESTS} sequential requests each on a new connection (TCP, CONNECT, TLS with the leaf Pipelock issues, GET), interleaved with as many direct TLS requests to the origin; the first proxied request (which issues the leaf) is not counted."),
     ]
 }

@@ -110,12 +110,23 @@ fn duration_us(text: &str) -> Result<f64> {
     Ok(number.parse::<f64>()? * scale)
 }
 
-/// Downloads `url` (directly or through the proxy on `proxy_port`) to /dev/null with curl;
-/// checks the status and size and returns MB/s (10^6 bytes per second, curl's total time).
-pub fn download_mb_per_s(url: &str, proxy_port: Option<u16>, expected_bytes: u64) -> Result<f64> {
+/// One download: throughput and when the first byte of the body arrived.
+#[derive(Debug, Clone, Copy)]
+pub struct Download {
+    /// 10^6 bytes per second over curl's total time.
+    pub mb_per_s: f64,
+    pub first_byte_s: f64,
+}
+
+/// Downloads `url` (directly or through the proxy on `proxy_port`) to /dev/null with curl,
+/// checking the status and size.
+pub fn download(url: &str, proxy_port: Option<u16>, expected_bytes: u64) -> Result<Download> {
     let mut command = Command::new("curl");
     command.args(["-sS", "--max-time", "60", "-o", "/dev/null"]);
-    command.args(["-w", "%{http_code} %{size_download} %{time_total}"]);
+    command.args([
+        "-w",
+        "%{http_code} %{size_download} %{time_total} %{time_starttransfer}",
+    ]);
     match proxy_port {
         Some(port) => command.args(["--proxy", &format!("http://127.0.0.1:{port}")]),
         None => command.arg("--noproxy").arg("*"),
@@ -123,14 +134,17 @@ pub fn download_mb_per_s(url: &str, proxy_port: Option<u16>, expected_bytes: u64
     command.arg(url);
     let text = stdout_within(&mut command, Duration::from_secs(70))?;
     let fields: Vec<&str> = text.split_whitespace().collect();
-    let [status, size, seconds] = fields[..] else {
+    let [status, size, total, first_byte] = fields[..] else {
         bail!("unexpected curl -w output {text:?}");
     };
     if status != "200" || size.parse::<u64>()? != expected_bytes {
         bail!("curl got status {status} and {size} bytes from {url}, expected 200 and {expected_bytes}");
     }
     #[allow(clippy::cast_precision_loss)]
-    Ok(expected_bytes as f64 / seconds.parse::<f64>()? / 1e6)
+    Ok(Download {
+        mb_per_s: expected_bytes as f64 / total.parse::<f64>()? / 1e6,
+        first_byte_s: first_byte.parse()?,
+    })
 }
 
 /// Fetches `url` through the proxy on `proxy_port` once and returns the body.

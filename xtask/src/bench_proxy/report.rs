@@ -11,6 +11,8 @@ pub enum Met {
     /// The case could not be measured (a feature Pipelock does not have yet, or a step that
     /// failed); the Pipelock cell says why.
     NotAvailable,
+    /// A reference measurement with no target of its own.
+    NoTarget,
 }
 
 /// One case: a cell per contender, the target, and whether Pipelock met it.
@@ -50,6 +52,7 @@ pub fn render(rows: &[Row], versions: &[(String, String)], notes: &[String]) -> 
             Met::Yes => "yes",
             Met::No => "**no**",
             Met::NotAvailable => "not available",
+            Met::NoTarget => "—",
         };
         let _ = writeln!(
             out,
