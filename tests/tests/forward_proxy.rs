@@ -248,23 +248,7 @@ fn connect_tunnels_get_hostname_checks_ssrf_and_timeouts() {
     assert_eq!(json(&body)["rule"], "url.ssrf");
 
     // An idle tunnel is closed after idle_timeout_seconds (2 s here).
-    let mut client = TcpStream::connect(_pipelock.addr).expect("connect");
-    client
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    write!(
-        client,
-        "CONNECT {0} HTTP/1.1\r\nHost: {0}\r\n\r\n",
-        origin.addr
-    )
-    .expect("write");
-    let mut head = [0u8; 512];
-    let n = client.read(&mut head).expect("CONNECT answer");
-    assert!(
-        String::from_utf8_lossy(&head[..n]).starts_with("HTTP/1.1 200"),
-        "{}",
-        String::from_utf8_lossy(&head[..n])
-    );
+    let mut client = open_tunnel(_pipelock.addr, origin.addr);
     let opened = Instant::now();
     let mut rest = Vec::new();
     let _ = client.read_to_end(&mut rest);
