@@ -42,11 +42,13 @@ pub fn run() -> Result<()> {
     let binary = target_dir.join("release").join("pipelock");
     let started = Instant::now();
     processes::raise_open_files_limit()?;
+    processes::stop_on_signals()?;
 
     let dir = tempfile::Builder::new()
         .prefix("pipelock-bench-")
         .tempdir()
         .context("cannot create a temporary directory")?;
+    processes::remove_on_signal(dir.path());
     // squid drops to its own user; it must be able to enter the directory.
     std::fs::set_permissions(
         dir.path(),

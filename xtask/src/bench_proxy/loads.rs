@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
-use super::processes::{output_within, stdout_within, wait_within};
+use super::processes::{output_within, spawn, stdout_within, wait_within};
 
 /// Where the wrk and Python scripts live.
 fn script(name: &str) -> PathBuf {
@@ -183,9 +183,7 @@ pub fn with_idle_connections<T>(
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
     eprintln!("xtask: running {command:?}");
-    let mut child = command
-        .spawn()
-        .with_context(|| format!("cannot start {command:?}"))?;
+    let mut child = spawn(&mut command)?;
     let line = child.stdout.take().map(|stdout| {
         let mut line = String::new();
         // The script's own deadline (30 s) bounds this read.

@@ -1,17 +1,147 @@
 //! The processes a benchmark run starts: servers that stay in the foreground for the whole
 //! run and are stopped when their [`Daemon`] is dropped (so also when a step fails), and
 //! one-shot commands that are killed when they overrun their time limit.
+//!
+//! A run interrupted by a signal (SIGINT, SIGTERM, SIGHUP) has no chance to drop anything,
+//! so after [`stop_on_signals`] one thread waits for those signals instead: it stops the
+//! registered servers, removes the registered directories and exits.
 
 use std::io::Read;
 use std::net::{TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
 /// How long a stopped server gets to exit after SIGTERM before it is killed.
 const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// Servers running now and directories to remove, for the signal thread.
+static RUNNING: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+static TO_REMOVE: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+/// Set once a signal arrived: nothing new is started.
+static STOPPING: AtomicBool = AtomicBool::new(false);
+
+/// The signals that end a run.
+fn ending_signals() -> libc::sigset_t {
+    // SAFETY: sigemptyset/sigaddset initialise and fill a local set.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+            libc::sigaddset(&mut set, signal);
+        }
+        set
+    }
+}
+
+/// From now on SIGINT, SIGTERM and SIGHUP stop the registered servers, remove the registered
+/// directories and end the process (exit 128 + signal). Call it before any other thread
+/// exists: the signals are blocked in this thread and so in every thread started later, and
+/// one thread waits for them. Children get them unblocked again (see [`unblocked`]).
+pub fn stop_on_signals() -> Result<()> {
+    let set = ending_signals();
+    // SAFETY: blocks signals in the calling thread with a valid set.
+    let blocked = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+    if blocked != 0 {
+        bail!(
+            "pthread_sigmask: {}",
+            std::io::Error::from_raw_os_error(blocked)
+        );
+    }
+    std::thread::spawn(move || {
+        let mut signal: libc::c_int = 0;
+        // SAFETY: sigwait on a valid set with a valid out pointer.
+        if unsafe { libc::sigwait(&set, &mut signal) } != 0 {
+            return;
+        }
+        STOPPING.store(true, Ordering::SeqCst);
+        eprintln!("xtask: signal {signal}: stopping the servers");
+        let running = || RUNNING.lock().map(|p| p.clone()).unwrap_or_default();
+        signal_all(&running(), libc::SIGTERM);
+        let deadline = Instant::now() + STOP_GRACE;
+        while Instant::now() < deadline && !running().into_iter().all(exited) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        signal_all(&running(), libc::SIGKILL);
+        for dir in TO_REMOVE.lock().map(|d| d.clone()).unwrap_or_default() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        std::process::exit(128 + signal);
+    });
+    Ok(())
+}
+
+/// True when `pid` is gone or a zombie (exited, not yet reaped).
+fn exited(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let after_comm = &stat[stat.rfind(')')? + 1..];
+            after_comm
+                .split_whitespace()
+                .next()
+                .map(|state| state == "Z")
+        })
+        .unwrap_or(true)
+}
+
+/// Registers `dir` to be removed if a signal ends the run (a `TempDir` is removed by its
+/// drop otherwise).
+pub fn remove_on_signal(dir: &Path) {
+    if let Ok(mut dirs) = TO_REMOVE.lock() {
+        dirs.push(dir.to_path_buf());
+    }
+}
+
+fn signal_all(pids: &[u32], signal: libc::c_int) {
+    for &pid in pids {
+        if let Ok(pid) = libc::pid_t::try_from(pid) {
+            // SAFETY: kill(2) with a pid this process started.
+            unsafe { libc::kill(pid, signal) };
+        }
+    }
+}
+
+/// `command`, with the signals [`stop_on_signals`] blocks unblocked in the child (a blocked
+/// mask is inherited through exec: nginx could not be stopped with SIGTERM).
+fn unblocked(command: &mut Command) -> &mut Command {
+    // SAFETY: only pthread_sigmask (async-signal-safe) runs between fork and exec.
+    unsafe {
+        command.pre_exec(|| {
+            let set = ending_signals();
+            libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+            Ok(())
+        })
+    }
+}
+
+/// Starts `command` with the run's signals unblocked, registered to be stopped if a signal
+/// ends the run (see [`stop_on_signals`]); [`wait_within`] or dropping its [`Daemon`]
+/// deregisters it.
+pub fn spawn(command: &mut Command) -> Result<Child> {
+    if STOPPING.load(Ordering::SeqCst) {
+        bail!("interrupted: not starting {command:?}");
+    }
+    let child = unblocked(command)
+        .spawn()
+        .with_context(|| format!("cannot start {command:?}"))?;
+    if let Ok(mut running) = RUNNING.lock() {
+        running.push(child.id());
+    }
+    Ok(child)
+}
+
+/// Takes `pid` off the list of processes the signal thread stops.
+fn deregister(pid: u32) {
+    if let Ok(mut running) = RUNNING.lock() {
+        running.retain(|&running| running != pid);
+    }
+}
 
 /// A server running in the foreground, its output going to a log file.
 pub struct Daemon {
@@ -30,9 +160,7 @@ impl Daemon {
             .context("cannot duplicate a log file handle")?;
         command.stdin(Stdio::null()).stdout(file).stderr(err);
         eprintln!("xtask: starting {name}: {command:?}");
-        let child = command
-            .spawn()
-            .with_context(|| format!("cannot start {name} ({command:?})"))?;
+        let child = spawn(command).with_context(|| format!("cannot start {name}"))?;
         Ok(Self {
             name: name.to_string(),
             child,
@@ -50,6 +178,7 @@ impl Daemon {
         let deadline = Instant::now() + limit;
         loop {
             if let Some(status) = self.child.try_wait().context("cannot poll a server")? {
+                deregister(self.child.id());
                 bail!(
                     "{} exited with {status} before listening; its log ends:\n{}",
                     self.name,
@@ -82,6 +211,7 @@ impl Daemon {
 
 impl Drop for Daemon {
     fn drop(&mut self) {
+        deregister(self.child.id());
         if let Ok(Some(_)) = self.child.try_wait() {
             return;
         }
@@ -110,9 +240,7 @@ pub fn output_within(command: &mut Command, limit: Duration) -> Result<Output> {
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let mut child = command
-        .spawn()
-        .with_context(|| format!("cannot start {command:?}"))?;
+    let mut child = spawn(command)?;
     let stdout = reader(child.stdout.take());
     let stderr = reader(child.stderr.take());
     let status = wait_within(&mut child, limit)
@@ -141,10 +269,14 @@ pub fn stdout_within(command: &mut Command, limit: Duration) -> Result<String> {
 pub fn wait_within(child: &mut Child, limit: Duration) -> Result<ExitStatus> {
     let deadline = Instant::now() + limit;
     loop {
+        // Deregistered just after reaping: the window in which the signal thread could see a
+        // reused number is a few instructions long.
         if let Some(status) = child.try_wait().context("cannot poll a command")? {
+            deregister(child.id());
             return Ok(status);
         }
         if Instant::now() > deadline {
+            deregister(child.id());
             let _ = child.kill();
             let _ = child.wait();
             bail!("killed after {limit:?}");
