@@ -18,24 +18,12 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 
 use super::dial;
+use super::headers::{copy_end_to_end, scan_request_headers};
 use super::judge::Judgement;
 use crate::config::{BlockOrWarn, ResponseAction};
 use crate::proxy::response::{self, Body};
 use crate::proxy::ServerState;
 use crate::scan::{Finding, ScannerKind};
-
-/// Headers that describe one hop, never forwarded (RFC 9110 §7.6.1, plus the proxy ones).
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "proxy-connection",
-    "keep-alive",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-];
 
 pub async fn forward(state: Arc<ServerState>, request: Request<Incoming>) -> Response<Body> {
     let (parts, body) = request.into_parts();
@@ -70,14 +58,7 @@ pub async fn forward(state: Arc<ServerState>, request: Request<Incoming>) -> Res
     // 3. Headers and body.
     let section = &state.config.request_body_scanning;
     let section_blocks = section.action == BlockOrWarn::Block;
-    if section.enabled {
-        for (name, value) in &parts.headers {
-            if section.scans_header(name.as_str()) {
-                let text = String::from_utf8_lossy(value.as_bytes());
-                judged.add(&state, state.scanner.scan_outbound(&text), section_blocks);
-            }
-        }
-    }
+    scan_request_headers(&state, &parts.headers, &mut judged);
     let limit = usize::try_from(section.max_body_bytes).unwrap_or(usize::MAX);
     let (prefix, rest) = match read_up_to(body, limit).await {
         Ok(read) => read,
@@ -439,24 +420,6 @@ fn encoded(headers: &HeaderMap) -> Option<String> {
         .unwrap_or("?")
         .trim();
     (!coding.is_empty() && !coding.eq_ignore_ascii_case("identity")).then(|| coding.to_string())
-}
-
-fn copy_end_to_end(from: &HeaderMap, to: &mut HeaderMap) {
-    // Headers named by `Connection` are hop-by-hop too.
-    let named: Vec<String> = from
-        .get_all(hyper::header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|n| n.trim().to_ascii_lowercase())
-        .collect();
-    for (name, value) in from {
-        let lower = name.as_str();
-        if HOP_BY_HOP.contains(&lower) || named.iter().any(|n| n == lower) {
-            continue;
-        }
-        to.append(name.clone(), value.clone());
-    }
 }
 
 fn add_warning(judged: &Judgement, headers: &mut HeaderMap) {

@@ -9,6 +9,7 @@
 //! swap it (no DNS-rebinding window).
 
 mod dial;
+mod headers;
 mod http;
 mod judge;
 mod sni;
