@@ -108,6 +108,7 @@ async fn serve_config(config: Config, source: String) -> anyhow::Result<()> {
         mode,
         config: Arc::new(config),
         scanner,
+        websocket_sessions: std::sync::atomic::AtomicUsize::new(0),
     });
     serve(listeners, state, shutdown).await;
     Ok(())
@@ -132,7 +133,6 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
 fn features_not_yet_served(config: &Config) -> Vec<&'static str> {
     [
         (config.tls_interception.enabled, "tls_interception"),
-        (config.websocket_proxy.enabled, "websocket_proxy"),
         (config.reverse_proxy.enabled, "reverse_proxy"),
         (config.kill_switch.enabled, "kill_switch"),
     ]

@@ -1,4 +1,5 @@
-//! Pipelock's own endpoints on the main listener: `/health` and `/metrics`.
+//! Pipelock's own endpoints on the main listener: `/health`, `/metrics`, and the WebSocket
+//! proxy's `/ws?url=…`.
 //!
 //! Routing happens here so that each request is answered by exactly one named endpoint, and
 //! each answer is counted once in `pipelock_http_requests_total`.
@@ -18,7 +19,7 @@ use crate::telemetry::metrics::CONTENT_TYPE as METRICS_CONTENT_TYPE;
 pub struct Routes {
     pub health: bool,
     pub metrics: bool,
-    /// The forward proxy (CONNECT and absolute URIs).
+    /// The forward proxy (CONNECT and absolute URIs) and the WebSocket proxy (`/ws`).
     pub proxy: bool,
 }
 
@@ -33,6 +34,9 @@ pub async fn route(
     let proxy_request = request.method() == Method::CONNECT || request.uri().scheme().is_some();
     if proxy_request && routes.proxy {
         return super::forward::handle(state, request).await;
+    }
+    if !proxy_request && routes.proxy && request.uri().path() == "/ws" {
+        return super::forward::websocket::endpoint(state, request).await;
     }
     let (endpoint, response) = dispatch(&state, routes, &request);
     state

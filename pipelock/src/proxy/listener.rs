@@ -31,6 +31,8 @@ pub struct ServerState {
     pub metrics: Metrics,
     pub config: Arc<Config>,
     pub scanner: Arc<Scanner>,
+    /// WebSocket proxy sessions holding a slot now (`websocket_proxy.max_concurrent_connections`).
+    pub websocket_sessions: std::sync::atomic::AtomicUsize,
 }
 
 /// Why a listener could not be opened.

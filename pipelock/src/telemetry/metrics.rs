@@ -30,7 +30,7 @@ pub struct HttpRequestLabels {
 /// Labels of `pipelock_proxy_requests_total`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ProxyRequestLabels {
-    /// `http` (absolute-URI request) or `connect` (tunnel).
+    /// `http` (absolute-URI request), `connect` (tunnel) or `websocket` (session).
     pub kind: String,
     /// `allow`, `warn` or `block`.
     pub verdict: String,
@@ -45,6 +45,16 @@ pub struct DirectionLabels {
     pub direction: String,
 }
 
+/// Labels of `pipelock_websocket_messages_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WebsocketMessageLabels {
+    /// `out` (client to upstream) or `in` (upstream to client).
+    pub direction: String,
+    /// `allow`, `warn`, `block` (scanned text), `unscanned` (binary when allowed, text when
+    /// its scan is off) or `refused` (binary when not allowed, or over `max_message_bytes`).
+    pub verdict: String,
+}
+
 /// The process-wide metrics registry.
 #[derive(Clone)]
 pub struct Metrics {
@@ -53,6 +63,8 @@ pub struct Metrics {
     proxy_requests: Family<ProxyRequestLabels, Counter>,
     proxy_bytes: Family<DirectionLabels, Counter>,
     open_tunnels: Gauge,
+    websocket_connections: Gauge,
+    websocket_messages: Family<WebsocketMessageLabels, Counter>,
 }
 
 impl Metrics {
@@ -108,12 +120,27 @@ impl Metrics {
             open_tunnels.clone(),
         );
 
+        let websocket_connections = Gauge::default();
+        registry.register(
+            "websocket_connections",
+            "WebSocket proxy sessions holding a slot now (opening or open)",
+            websocket_connections.clone(),
+        );
+        let websocket_messages = Family::<WebsocketMessageLabels, Counter>::default();
+        registry.register(
+            "websocket_messages",
+            "WebSocket data messages seen by the WebSocket proxy, by direction and verdict",
+            websocket_messages.clone(),
+        );
+
         Self {
             registry: Arc::new(registry),
             http_requests,
             proxy_requests,
             proxy_bytes,
             open_tunnels,
+            websocket_connections,
+            websocket_messages,
         }
     }
 
@@ -150,6 +177,22 @@ impl Metrics {
     /// A tunnel opened (`1`) or closed (`-1`).
     pub fn tunnels(&self, delta: i64) {
         self.open_tunnels.inc_by(delta);
+    }
+
+    /// A WebSocket session took (`1`) or gave back (`-1`) one of the
+    /// `max_concurrent_connections` slots.
+    pub fn websockets(&self, delta: i64) {
+        self.websocket_connections.inc_by(delta);
+    }
+
+    /// Counts one WebSocket data message in `direction` (`out`, `in`) and its `verdict`.
+    pub fn record_websocket_message(&self, direction: &str, verdict: &str) {
+        self.websocket_messages
+            .get_or_create(&WebsocketMessageLabels {
+                direction: direction.to_string(),
+                verdict: verdict.to_string(),
+            })
+            .inc();
     }
 
     /// Renders every metric in the OpenMetrics text format.

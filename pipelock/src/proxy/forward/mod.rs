@@ -1,7 +1,8 @@
 //! The forward proxy on the main listener (`forward_proxy`): absolute-URI HTTP requests are
 //! scanned both ways and forwarded; CONNECT tunnels get hostname-level checks and are then
 //! relayed opaquely (without TLS interception Pipelock sees no path, body or response inside
-//! a tunnel).
+//! a tunnel); absolute-URI WebSocket upgrades go to the WebSocket proxy ([`websocket`]), which
+//! also serves `/ws?url=…`.
 //!
 //! Every request passes the same gates in order: URL layers, the per-site rate limit and data
 //! budget, headers and body (DLP), then name resolution with the SSRF check on the resolved
@@ -15,6 +16,7 @@ mod judge;
 mod sni;
 mod sse;
 mod tunnel;
+pub mod websocket;
 
 use std::sync::Arc;
 
@@ -28,6 +30,8 @@ use super::ServerState;
 pub async fn handle(state: Arc<ServerState>, request: Request<Incoming>) -> Response<Body> {
     let kind = if request.method() == Method::CONNECT {
         "connect"
+    } else if websocket::is_upgrade(&request) {
+        "websocket"
     } else {
         "http"
     };
@@ -41,6 +45,8 @@ pub async fn handle(state: Arc<ServerState>, request: Request<Incoming>) -> Resp
     }
     if request.method() == Method::CONNECT {
         tunnel::open(state, request).await
+    } else if websocket::is_upgrade(&request) {
+        websocket::forward_upgrade(state, request).await
     } else {
         http::forward(state, request).await
     }
