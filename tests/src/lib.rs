@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 
 pub mod upstream;
+pub mod ws_client;
+pub mod ws_upstream;
 
 /// How long a started pipelock may take to report that it listens.
 pub const START_TIMEOUT: Duration = Duration::from_secs(20);

@@ -2,8 +2,9 @@
 //!
 //! - Debian packages: Debian's rustc 1.96 with its `core` sources (the eBPF crate builds `core`
 //!   for the BPF target), LLVM 22 for bpf-linker, bpftool for the eBPF tests, and the clients
-//!   the end-to-end tests drive (curl, python3 with requests, ruby, openssl). The Rust ones are skipped
-//!   when a rustup nightly with rust-src is present, which `pipelock/build.rs` then uses.
+//!   the end-to-end tests drive (curl, python3 with requests and websockets, ruby, openssl).
+//!   The Rust ones are skipped when a rustup nightly with rust-src is present, which
+//!   `pipelock/build.rs` then uses.
 //! - `bpf-linker` 0.13 from crates.io, built against Debian's LLVM 22.
 //!
 //! Other tasks install their own Debian packages with [`ensure_packages`] (`bench-proxy`:
@@ -27,6 +28,7 @@ const OTHER_PACKAGES: &[&str] = &[
     "curl",
     "python3",
     "python3-requests",
+    "python3-websockets",
     "ruby",
     "ruby-faraday",
     "brotli",

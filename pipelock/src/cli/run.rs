@@ -176,7 +176,6 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
 /// rather than left to assume they are active.
 fn features_not_yet_served(config: &Config) -> Vec<&'static str> {
     [
-        (config.websocket_proxy.enabled, "websocket_proxy"),
         (config.reverse_proxy.enabled, "reverse_proxy"),
         (config.kill_switch.enabled, "kill_switch"),
     ]

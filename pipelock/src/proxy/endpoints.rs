@@ -1,4 +1,5 @@
-//! Pipelock's own endpoints on the main listener: `/health`, `/metrics` and `/fetch`.
+//! Pipelock's own endpoints on the main listener: `/health`, `/metrics`, `/fetch`, and the
+//! WebSocket proxy's `/ws?url=…`.
 //!
 //! Routing happens here so that each request is answered by exactly one named endpoint, and
 //! each answer is counted once in `pipelock_http_requests_total`.
@@ -18,7 +19,7 @@ use crate::telemetry::metrics::CONTENT_TYPE as METRICS_CONTENT_TYPE;
 pub struct Routes {
     pub health: bool,
     pub metrics: bool,
-    /// The forward proxy (CONNECT and absolute URIs).
+    /// The forward proxy (CONNECT and absolute URIs) and the WebSocket proxy (`/ws`).
     pub proxy: bool,
 }
 
@@ -40,6 +41,9 @@ pub async fn route(
             .metrics
             .record_http_request("fetch", response.status().as_u16());
         return response;
+    }
+    if !proxy_request && routes.proxy && request.uri().path() == "/ws" {
+        return super::forward::websocket::endpoint(state, request).await;
     }
     let (endpoint, response) = dispatch(&state, routes, &request);
     state

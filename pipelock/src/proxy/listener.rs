@@ -40,6 +40,8 @@ pub struct ServerState {
     pub tunnel_slots: Arc<tokio::sync::Semaphore>,
     /// Set to `true` when shutting down; tunnels watch it and close.
     pub stopping: tokio::sync::watch::Sender<bool>,
+    /// WebSocket proxy sessions holding a slot now (`websocket_proxy.max_concurrent_connections`).
+    pub websocket_sessions: std::sync::atomic::AtomicUsize,
 }
 
 /// How many CONNECT tunnels may be open at once (the reference's `maxConcurrentTunnels`).
@@ -64,6 +66,7 @@ impl ServerState {
             interceptor,
             upstream_tls,
             tunnel_slots: Arc::new(tokio::sync::Semaphore::new(MAX_TUNNELS)),
+            websocket_sessions: std::sync::atomic::AtomicUsize::new(0),
             stopping: tokio::sync::watch::channel(false).0,
         }
     }

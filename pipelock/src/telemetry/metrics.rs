@@ -31,7 +31,7 @@ pub struct HttpRequestLabels {
 /// Labels of `pipelock_proxy_requests_total`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ProxyRequestLabels {
-    /// `http` (absolute-URI request) or `connect` (tunnel).
+    /// `http` (absolute-URI request), `connect` (tunnel) or `websocket` (session).
     pub kind: String,
     /// `allow`, `warn` or `block`.
     pub verdict: String,
@@ -53,6 +53,16 @@ pub struct ScanLabels {
     pub direction: String,
 }
 
+/// Labels of `pipelock_websocket_messages_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WebsocketMessageLabels {
+    /// `out` (client to upstream) or `in` (upstream to client).
+    pub direction: String,
+    /// `allow`, `warn`, `block` (scanned text), `unscanned` (binary when allowed, text when
+    /// its scan is off) or `refused` (binary when not allowed, or over `max_message_bytes`).
+    pub verdict: String,
+}
+
 /// The process-wide metrics registry.
 #[derive(Clone)]
 pub struct Metrics {
@@ -64,6 +74,8 @@ pub struct Metrics {
     tls_leaves: Gauge,
     open_connections: Gauge,
     scan_duration: Family<ScanLabels, Histogram>,
+    websocket_connections: Gauge,
+    websocket_messages: Family<WebsocketMessageLabels, Counter>,
 }
 
 impl Metrics {
@@ -141,6 +153,18 @@ impl Metrics {
             "Time spent scanning one proxied request or response, by direction",
             scan_duration.clone(),
         );
+        let websocket_connections = Gauge::default();
+        registry.register(
+            "websocket_connections",
+            "WebSocket proxy sessions holding a slot now (opening or open)",
+            websocket_connections.clone(),
+        );
+        let websocket_messages = Family::<WebsocketMessageLabels, Counter>::default();
+        registry.register(
+            "websocket_messages",
+            "WebSocket data messages seen by the WebSocket proxy, by direction and verdict",
+            websocket_messages.clone(),
+        );
 
         Self {
             registry: Arc::new(registry),
@@ -151,6 +175,8 @@ impl Metrics {
             tls_leaves,
             open_connections,
             scan_duration,
+            websocket_connections,
+            websocket_messages,
         }
     }
 
@@ -207,6 +233,22 @@ impl Metrics {
     pub fn set_tls_leaves(&self, cached: usize) {
         self.tls_leaves
             .set(i64::try_from(cached).unwrap_or(i64::MAX));
+    }
+
+    /// A WebSocket session took (`1`) or gave back (`-1`) one of the
+    /// `max_concurrent_connections` slots.
+    pub fn websockets(&self, delta: i64) {
+        self.websocket_connections.inc_by(delta);
+    }
+
+    /// Counts one WebSocket data message in `direction` (`out`, `in`) and its `verdict`.
+    pub fn record_websocket_message(&self, direction: &str, verdict: &str) {
+        self.websocket_messages
+            .get_or_create(&WebsocketMessageLabels {
+                direction: direction.to_string(),
+                verdict: verdict.to_string(),
+            })
+            .inc();
     }
 
     /// Renders every metric in the OpenMetrics text format.

@@ -16,7 +16,8 @@ use hyper::header::{HeaderValue, ACCEPT, CONTENT_TYPE, LOCATION, USER_AGENT};
 use hyper::{Method, Request, Response, StatusCode};
 use serde::Serialize;
 
-use super::http::{exchange, scan_headers, Target};
+use super::headers::scan_request_headers;
+use super::http::{exchange, Target};
 use super::judge::Judgement;
 use crate::config::ResponseAction;
 use crate::proxy::response::{self, Body};
@@ -117,7 +118,7 @@ pub async fn fetch(state: Arc<ServerState>, request: Request<Incoming>) -> Respo
     };
     // The client's headers: scanned, never forwarded.
     let mut judged = Judgement::default();
-    scan_headers(&state, request.headers(), &mut judged);
+    scan_request_headers(&state, request.headers(), &mut judged);
     if let Some(finding) = &judged.block {
         state
             .metrics

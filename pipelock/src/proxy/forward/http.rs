@@ -18,25 +18,13 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 
 use super::dial;
+use super::headers::{copy_end_to_end, scan_request_headers};
 use super::judge::Judgement;
 use crate::config::{BlockOrWarn, ResponseAction};
 use crate::proxy::response::{self, Body};
 use crate::proxy::ServerState;
 use crate::scan::inflate::StreamDecoder;
 use crate::scan::{Finding, ScannerKind};
-
-/// Headers that describe one hop, never forwarded (RFC 9110 §7.6.1, plus the proxy ones).
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "proxy-connection",
-    "keep-alive",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-];
 
 /// Where a request goes: the origin's host and port, and whether Pipelock speaks TLS to it
 /// (requests that arrived inside an intercepted CONNECT tunnel).
@@ -148,7 +136,7 @@ where
     // 3. Headers and body.
     let section = &state.config.request_body_scanning;
     let section_blocks = section.action == BlockOrWarn::Block;
-    scan_headers(&state, &parts.headers, &mut judged);
+    scan_request_headers(&state, &parts.headers, &mut judged);
     // Time spent reading the body from the client is not scan time.
     let mut scan_time = scan_started.elapsed();
     let limit = usize::try_from(section.max_body_bytes).unwrap_or(usize::MAX);
@@ -524,21 +512,6 @@ fn answer_as(
     Response::from_parts(parts, body)
 }
 
-/// DLP on the request headers `request_body_scanning` names (`scan_headers`, `header_mode`).
-pub(super) fn scan_headers(state: &ServerState, headers: &HeaderMap, judged: &mut Judgement) {
-    let section = &state.config.request_body_scanning;
-    if !section.enabled {
-        return;
-    }
-    let section_blocks = section.action == BlockOrWarn::Block;
-    for (name, value) in headers {
-        if section.scans_header(name.as_str()) {
-            let text = String::from_utf8_lossy(value.as_bytes());
-            judged.add(state, state.scanner.scan_outbound(&text), section_blocks);
-        }
-    }
-}
-
 /// Counts bytes received from `host` in the metrics and its data budget.
 pub(super) fn record_inbound(state: &ServerState, host: &str, bytes: u64) {
     state.metrics.record_proxy_bytes("in", bytes);
@@ -600,24 +573,6 @@ fn encoded(headers: &HeaderMap) -> Option<String> {
         .unwrap_or("?")
         .trim();
     (!coding.is_empty() && !coding.eq_ignore_ascii_case("identity")).then(|| coding.to_string())
-}
-
-fn copy_end_to_end(from: &HeaderMap, to: &mut HeaderMap) {
-    // Headers named by `Connection` are hop-by-hop too.
-    let named: Vec<String> = from
-        .get_all(hyper::header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|n| n.trim().to_ascii_lowercase())
-        .collect();
-    for (name, value) in from {
-        let lower = name.as_str();
-        if HOP_BY_HOP.contains(&lower) || named.iter().any(|n| n == lower) {
-            continue;
-        }
-        to.append(name.clone(), value.clone());
-    }
 }
 
 fn add_warning(judged: &Judgement, headers: &mut HeaderMap) {

@@ -2,7 +2,9 @@
 //! scanned both ways and forwarded; CONNECT tunnels get hostname-level checks, then either
 //! TLS interception (`tls_interception.enabled`, hosts outside `passthrough_domains`: every
 //! request inside is scanned like a plain one) or an opaque relay (Pipelock then sees no path,
-//! body or response inside the tunnel).
+//! body or response inside the tunnel);
+//! absolute-URI WebSocket upgrades go to the WebSocket proxy ([`websocket`]), which also
+//! serves `/ws?url=…`.
 //!
 //! Every request passes the same gates in order: URL layers, the per-site rate limit and data
 //! budget, headers and body (DLP), then name resolution with the SSRF check on the resolved
@@ -11,12 +13,14 @@
 
 mod dial;
 mod fetch;
+mod headers;
 mod http;
 mod intercept;
 mod judge;
 mod sni;
 mod sse;
 mod tunnel;
+pub mod websocket;
 
 use std::sync::Arc;
 
@@ -32,6 +36,8 @@ use super::ServerState;
 pub async fn handle(state: Arc<ServerState>, request: Request<Incoming>) -> Response<Body> {
     let kind = if request.method() == Method::CONNECT {
         "connect"
+    } else if websocket::is_upgrade(&request) {
+        "websocket"
     } else {
         "http"
     };
@@ -45,6 +51,8 @@ pub async fn handle(state: Arc<ServerState>, request: Request<Incoming>) -> Resp
     }
     if request.method() == Method::CONNECT {
         tunnel::open(state, request).await
+    } else if websocket::is_upgrade(&request) {
+        websocket::forward_upgrade(state, request).await
     } else {
         http::forward(state, request).await
     }

@@ -1,0 +1,277 @@
+//! The WebSocket proxy (`websocket_proxy`, off by default). Two front doors on the main
+//! listener lead here:
+//!
+//! - `GET /ws?url=ws://host:port/path`, the reference's endpoint;
+//! - a forward-proxy request `GET http://host/path` with `Upgrade: websocket`.
+//!
+//! Both walk the same phases, in order: the section must be on; the client's handshake must
+//! be a WebSocket one; the target URL goes through every URL layer, the per-site rate limit
+//! and data budget, and the request headers through DLP, as an HTTP request would; the
+//! session takes one of `max_concurrent_connections` slots; the host is resolved, the
+//! addresses SSRF-checked, and the address that passed is the one connected to; Pipelock
+//! performs the upstream handshake itself ([`handshake`]), answers the client 101, and relays
+//! messages, scanning each one ([`relay`], which documents what is and is not scanned).
+//!
+//! A refusal before the upgrade is an HTTP answer with a JSON body: 403 (disabled, blocked),
+//! 429 (rate limit), 400 (not a WebSocket handshake, bad target), 503 (`websocket_limit`),
+//! 502 (upstream failures and, for now, `wss://` targets).
+
+mod handshake;
+mod relay;
+mod target;
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, UPGRADE};
+use hyper::{Request, Response, StatusCode};
+
+use self::handshake::{ClientHandshake, UpstreamHandshakeError};
+use self::relay::{Limits, Relay};
+use self::target::{Target, TargetError};
+use super::dial;
+use super::headers::scan_request_headers;
+use super::judge::Judgement;
+use crate::proxy::response::{self, Body};
+use crate::proxy::ServerState;
+
+/// The `kind` label of WebSocket sessions in `pipelock_proxy_requests_total`.
+const KIND: &str = "websocket";
+/// How long the client may take to complete its side of the upgrade once answered 101.
+const CLIENT_UPGRADE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Whether a forward-proxy request asks to upgrade to a WebSocket.
+#[must_use]
+pub fn is_upgrade(request: &Request<Incoming>) -> bool {
+    request
+        .headers()
+        .get_all(UPGRADE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("websocket"))
+}
+
+/// `GET /ws?url=ws://host:port/path`.
+pub async fn endpoint(state: Arc<ServerState>, request: Request<Incoming>) -> Response<Body> {
+    let raw = target::from_query(request.uri().query());
+    open(state, request, raw).await
+}
+
+/// An absolute-URI upgrade request at the forward proxy (`GET http://host/path`).
+pub async fn forward_upgrade(
+    state: Arc<ServerState>,
+    request: Request<Incoming>,
+) -> Response<Body> {
+    let raw = Ok(request.uri().to_string());
+    open(state, request, raw).await
+}
+
+async fn open(
+    state: Arc<ServerState>,
+    mut request: Request<Incoming>,
+    raw_target: Result<String, TargetError>,
+) -> Response<Body> {
+    // 1. The section, the client's handshake, the target.
+    if !state.config.websocket_proxy.enabled {
+        state.metrics.record_proxy_request(KIND, "block", "config");
+        return response::error(
+            StatusCode::FORBIDDEN,
+            "websocket_disabled",
+            "the WebSocket proxy is off (websocket_proxy.enabled: false); nothing was forwarded",
+        );
+    }
+    let client = match ClientHandshake::check(request.method(), request.headers()) {
+        Ok(client) => client,
+        Err(error) => return bad_request(&state, "bad_websocket_handshake", &error.to_string()),
+    };
+    let target = match raw_target.and_then(|raw| Target::parse(&raw)) {
+        Ok(target) => target,
+        Err(error) => return bad_request(&state, "bad_websocket_target", &error.to_string()),
+    };
+    let on_client_upgrade = hyper::upgrade::on(&mut request);
+    let mut judged = Judgement::default();
+
+    // 2. The URL, every layer, before any lookup.
+    judged.add(&state, state.scanner.scan_url(&target.scan_form()), true);
+    if judged.block.is_some() {
+        return judged.refuse(&state, KIND, StatusCode::FORBIDDEN, "websocket");
+    }
+    // 3. The per-site rate limit and data budget.
+    if let Err(finding) = state.scanner.budgets().admit(&target.host, Instant::now()) {
+        judged.add(&state, vec![finding], true);
+        if judged.block.is_some() {
+            return judged.refuse(&state, KIND, StatusCode::TOO_MANY_REQUESTS, "websocket");
+        }
+    }
+    // 4. The handshake's headers (DLP).
+    scan_request_headers(&state, request.headers(), &mut judged);
+    if judged.block.is_some() {
+        return judged.refuse(&state, KIND, StatusCode::FORBIDDEN, "websocket");
+    }
+    // 5. Upstream TLS.
+    if target.tls {
+        return wss_not_yet_supported(&state, &target);
+    }
+    // 6. A session slot.
+    let Some(slot) = Slot::take(&state) else {
+        state.metrics.record_proxy_request(KIND, "block", "limit");
+        return response::error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "websocket_limit",
+            &format!(
+                "{} WebSocket sessions are open (websocket_proxy.max_concurrent_connections); try again later",
+                state.config.websocket_proxy.max_concurrent_connections
+            ),
+        );
+    };
+    // 7. Resolve, check the addresses, connect to one that passed.
+    let resolved = match dial::resolve(&state, &target.host, target.port).await {
+        Ok(resolved) => resolved,
+        Err(error) => {
+            state.metrics.record_proxy_request(KIND, "error", "dns");
+            return response::error(
+                StatusCode::BAD_GATEWAY,
+                "resolve_failed",
+                &format!("cannot resolve {}: {error}", target.host),
+            );
+        }
+    };
+    judged.add(&state, resolved.findings, true);
+    if judged.block.is_some() {
+        return judged.refuse(&state, KIND, StatusCode::FORBIDDEN, "websocket");
+    }
+    let stream = match dial::connect(&resolved.addrs).await {
+        Ok(stream) => stream,
+        Err(error) => {
+            return upstream_error(
+                &state,
+                "upstream_failed",
+                &format!("cannot connect to {}: {error}", target.authority),
+            )
+        }
+    };
+    // 8. The upstream handshake, with Pipelock's own key.
+    let key = tokio_tungstenite::tungstenite::handshake::client::generate_key();
+    let upstream_request = match handshake::upstream_request(
+        request.headers(),
+        &target,
+        &state.config.websocket_proxy,
+        &key,
+    ) {
+        Ok(built) => built,
+        Err(error) => return upstream_error(&state, "upstream_failed", &error.to_string()),
+    };
+    let timeout = Duration::from_secs(state.config.fetch_proxy.timeout_seconds.max(1));
+    let opened =
+        handshake::open_upstream(stream, upstream_request, &key, client.protocols(), timeout).await;
+    let (upstream, protocol) = match opened {
+        Ok(opened) => opened,
+        Err(error @ UpstreamHandshakeError::Extension(_)) => {
+            return upstream_error(&state, "websocket_extension_negotiated", &error.to_string())
+        }
+        Err(error) => {
+            return upstream_error(&state, "websocket_upstream_failed", &error.to_string())
+        }
+    };
+
+    // 9. The client's 101, then the relay.
+    let (verdict, scanner) = judged.outcome();
+    state.metrics.record_proxy_request(KIND, verdict, &scanner);
+    for warning in &judged.warnings {
+        tracing::warn!(target_host = %target.host, rule = %warning.rule_id, "WebSocket session opened with a warning");
+    }
+    let mut answer = client.switching(protocol.as_ref());
+    if let Some(warning) = judged.warning_header() {
+        if let Ok(value) = HeaderValue::from_str(&warning) {
+            answer.headers_mut().insert("x-pipelock-warning", value);
+        }
+    }
+    let limits = Limits::from_config(&state);
+    tokio::spawn(async move {
+        let _slot = slot;
+        let client = match tokio::time::timeout(CLIENT_UPGRADE_TIMEOUT, on_client_upgrade).await {
+            Ok(Ok(upgraded)) => upgraded,
+            Ok(Err(error)) => {
+                tracing::debug!(%error, "client WebSocket upgrade failed");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!("client WebSocket upgrade timed out");
+                return;
+            }
+        };
+        tracing::info!(target_host = %target.host, path = %target.path_and_query, "WebSocket session opened");
+        let started = Instant::now();
+        let relay = Relay::new(Arc::clone(&state), target.host.clone(), limits);
+        let ended = relay.run(client, upstream).await;
+        tracing::info!(
+            target_host = %target.host,
+            reason = %ended.reason,
+            messages_out = ended.messages_out,
+            messages_in = ended.messages_in,
+            seconds = started.elapsed().as_secs_f64(),
+            "WebSocket session closed"
+        );
+    });
+    answer
+}
+
+/// The one place `wss://` targets stop: upstream TLS is not built yet. When it is, the
+/// vetted TCP stream is wrapped in TLS (server name `target.host`) before the upstream
+/// handshake, and this refusal goes.
+fn wss_not_yet_supported(state: &ServerState, target: &Target) -> Response<Body> {
+    state.metrics.record_proxy_request(KIND, "error", "wss");
+    response::error(
+        StatusCode::BAD_GATEWAY,
+        "wss_not_yet_supported",
+        &format!(
+            "wss:// upstreams ({}) are not supported yet: this build has no upstream TLS for WebSockets",
+            target.authority
+        ),
+    )
+}
+
+fn bad_request(state: &ServerState, code: &str, message: &str) -> Response<Body> {
+    state.metrics.record_proxy_request(KIND, "block", "request");
+    response::error(StatusCode::BAD_REQUEST, code, message)
+}
+
+fn upstream_error(state: &ServerState, code: &str, message: &str) -> Response<Body> {
+    state
+        .metrics
+        .record_proxy_request(KIND, "error", "upstream");
+    response::error(StatusCode::BAD_GATEWAY, code, message)
+}
+
+/// One of the `max_concurrent_connections` session slots, given back when dropped.
+struct Slot {
+    state: Arc<ServerState>,
+}
+
+impl Slot {
+    /// Takes a slot, or `None` when all are taken.
+    fn take(state: &Arc<ServerState>) -> Option<Self> {
+        let cap = usize::try_from(state.config.websocket_proxy.max_concurrent_connections)
+            .unwrap_or(usize::MAX);
+        state
+            .websocket_sessions
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |open| {
+                (open < cap).then_some(open + 1)
+            })
+            .ok()?;
+        state.metrics.websockets(1);
+        Some(Self {
+            state: Arc::clone(state),
+        })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.state.websocket_sessions.fetch_sub(1, Ordering::AcqRel);
+        self.state.metrics.websockets(-1);
+    }
+}
