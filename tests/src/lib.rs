@@ -140,6 +140,17 @@ impl Pipelock {
         Self::spawn(command)
     }
 
+    /// Starts `pipelock run` on a free loopback port with `yaml` as its config file, written
+    /// into a fresh temporary directory that is returned with it (the config lives as long as
+    /// the directory).
+    pub fn start_with_yaml(yaml: &str) -> Result<(Self, tempfile::TempDir)> {
+        let dir = tempfile::tempdir().context("cannot create a temporary directory")?;
+        let path = write_file(dir.path(), "pipelock.yaml", yaml)?;
+        let path = path.to_str().context("the temporary path is not UTF-8")?;
+        let pipelock = Self::start(&["--config", path, "--listen", "127.0.0.1:0"])?;
+        Ok((pipelock, dir))
+    }
+
     /// Starts the given command (a `pipelock run …`) and waits for the main listener.
     pub fn spawn(mut command: Command) -> Result<Self> {
         command

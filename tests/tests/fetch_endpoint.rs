@@ -7,16 +7,7 @@ use pipelock_e2e::{curl_status_body, write_file, Pipelock};
 const AWS_KEY: &str = "AKIAIOSFODNN7EXAMPLE";
 
 fn start(yaml: &str) -> (Pipelock, tempfile::TempDir) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = write_file(dir.path(), "pipelock.yaml", yaml).expect("config");
-    let pipelock = Pipelock::start(&[
-        "--config",
-        path.to_str().expect("utf-8"),
-        "--listen",
-        "127.0.0.1:0",
-    ])
-    .expect("pipelock starts");
-    (pipelock, dir)
+    Pipelock::start_with_yaml(yaml).expect("pipelock starts")
 }
 
 /// `/fetch` of `target`: (status, JSON answer).

@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use pipelock_e2e::upstream::{pattern_bytes, Upstream, INJECTION};
-use pipelock_e2e::{curl, curl_status_body, describe, run_with_timeout, write_file, Pipelock};
+use pipelock_e2e::{curl, curl_status_body, describe, run_with_timeout, Pipelock};
 
 const AWS_KEY: &str = "AKIAIOSFODNN7EXAMPLE";
 
@@ -28,15 +28,7 @@ fn start_proxy_with(extra: &str, action: &str) -> (Pipelock, tempfile::TempDir, 
 /// Starts pipelock on a free loopback port with `yaml` as its config; returns it, the
 /// directory holding the config, and its proxy URL.
 fn start_with_config(yaml: &str) -> (Pipelock, tempfile::TempDir, String) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = write_file(dir.path(), "pipelock.yaml", yaml).expect("config");
-    let pipelock = Pipelock::start(&[
-        "--config",
-        path.to_str().expect("utf-8"),
-        "--listen",
-        "127.0.0.1:0",
-    ])
-    .expect("pipelock starts");
+    let (pipelock, dir) = Pipelock::start_with_yaml(yaml).expect("pipelock starts");
     let proxy_url = format!("http://{}", pipelock.addr);
     (pipelock, dir, proxy_url)
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use pipelock_e2e::ws_client::{upgrade, Answer};
 use pipelock_e2e::ws_upstream::{header, WsEvent, WsUpstream, WS_INJECTION};
-use pipelock_e2e::{curl_status_body, describe, run_with_timeout, write_file, Pipelock};
+use pipelock_e2e::{curl_status_body, describe, run_with_timeout, Pipelock};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
@@ -69,16 +69,7 @@ fn start(websocket: &str) -> (Pipelock, tempfile::TempDir) {
 }
 
 fn start_with_config(yaml: &str) -> (Pipelock, tempfile::TempDir) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = write_file(dir.path(), "pipelock.yaml", yaml).expect("config");
-    let pipelock = Pipelock::start(&[
-        "--config",
-        path.to_str().expect("utf-8"),
-        "--listen",
-        "127.0.0.1:0",
-    ])
-    .expect("pipelock starts");
-    (pipelock, dir)
+    Pipelock::start_with_yaml(yaml).expect("pipelock starts")
 }
 
 /// A Python interpreter with `websockets` (pyenv's or Debian's python3-websockets).
