@@ -3,6 +3,7 @@
 //! reached it.
 //!
 //! - `/clean`: a short text page.
+//! - `/close`: a short text page, then the connection is closed (`Connection: close`).
 //! - `/inject`: a text page carrying a prompt injection.
 //! - `/bytes/N`: N bytes of deterministic binary data (`application/octet-stream`).
 //! - `/echo`: the request body back, as `application/octet-stream`.
@@ -36,6 +37,7 @@ pub struct Seen {
 pub struct Upstream {
     pub addr: SocketAddr,
     seen: Arc<Mutex<Vec<Seen>>>,
+    connections: Arc<std::sync::atomic::AtomicUsize>,
     scheme: &'static str,
 }
 
@@ -107,8 +109,11 @@ impl Upstream {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let record = Arc::clone(&seen);
         let scheme = if tls.is_some() { "https" } else { "http" };
+        let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let accepted = Arc::clone(&connections);
         thread::spawn(move || {
             for stream in listener.incoming().flatten() {
+                accepted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 let record = Arc::clone(&record);
                 let tls = tls.clone();
                 thread::spawn(move || {
@@ -123,13 +128,24 @@ impl Upstream {
                 });
             }
         });
-        Ok(Self { addr, seen, scheme })
+        Ok(Self {
+            addr,
+            seen,
+            connections,
+            scheme,
+        })
     }
 
     /// `http://127.0.0.1:PORT` (or `https://`) followed by `path`.
     #[must_use]
     pub fn url(&self, path: &str) -> String {
         format!("{}://{}{path}", self.scheme, self.addr)
+    }
+
+    /// How many TCP connections the origin has accepted.
+    #[must_use]
+    pub fn connections(&self) -> usize {
+        self.connections.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Every request received so far.
@@ -261,6 +277,10 @@ fn serve<S: Read + Write>(stream: S, record: &Mutex<Vec<Seen>>) -> Result<()> {
             )
         } else if path == "/split" {
             ("200 OK", "text/html", SPLIT_PAGE.as_bytes().to_vec())
+        } else if path == "/close" {
+            // Answered, then the connection is closed (and says so).
+            close = true;
+            ("200 OK", "text/plain", b"closing\n".to_vec())
         } else if path == "/clean" {
             ("200 OK", "text/plain", b"all good here\n".to_vec())
         } else if path == "/inject" {
@@ -278,8 +298,9 @@ fn serve<S: Read + Write>(stream: S, record: &Mutex<Vec<Seen>>) -> Result<()> {
         };
         write!(
             writer,
-            "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
-            payload.len()
+            "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n{}\r\n",
+            payload.len(),
+            if close { "Connection: close\r\n" } else { "" }
         )?;
         writer.write_all(&payload)?;
         writer.flush()?;

@@ -365,6 +365,62 @@ fn rate_limit_and_disabled_proxy() {
     assert_eq!(json(&body)["error"], "forward_proxy_disabled");
 }
 
+#[test]
+fn origin_connections_are_kept_alive_without_widening_the_ssrf_check() {
+    let origin = Upstream::start().expect("origin");
+    let (_pipelock, _dir, proxy) = start_proxy("");
+
+    // Ten clients one after the other: one connection to the origin serves them all.
+    for _ in 0..10 {
+        let (status, body) =
+            curl_status_body(&["-x", &proxy], &origin.url("/clean")).expect("curl");
+        assert_eq!((status, body.as_str()), (200, "all good here\n"));
+    }
+    assert_eq!(origin.connections(), 1, "the origin connection is reused");
+
+    // An origin that closes after answering: the next request gets a new connection.
+    let (status, body) = curl_status_body(&["-x", &proxy], &origin.url("/close")).expect("curl");
+    assert_eq!((status, body.as_str()), (200, "closing\n"));
+    let (status, body) = curl_status_body(&["-x", &proxy], &origin.url("/clean")).expect("curl");
+    assert_eq!((status, body.as_str()), (200, "all good here\n"));
+    assert_eq!(origin.connections(), 2);
+
+    // A client that leaves in the middle of a large response: that origin connection is not
+    // reused (the rest of the response would be read as the next answer).
+    let mut client = TcpStream::connect(_pipelock.addr).expect("connect");
+    write!(
+        client,
+        "GET {} HTTP/1.1\r\nHost: {}\r\n\r\n",
+        origin.url("/bytes/104857600"),
+        origin.addr
+    )
+    .expect("send");
+    let mut first = vec![0u8; 256 * 1024];
+    client.read_exact(&mut first).expect("the download starts");
+    drop(client);
+    let (status, body) = curl_status_body(&["-x", &proxy], &origin.url("/clean")).expect("curl");
+    assert_eq!((status, body.as_str()), (200, "all good here\n"));
+    assert_eq!(origin.connections(), 3);
+
+    // A pooled connection to 127.0.0.1 that a trusted name reached does not let an
+    // untrusted name (here the bare address) reach it.
+    let (_strict, _dir2, strict) = start_with_config(
+        "version: 1\nforward_proxy:\n  enabled: true\ntrusted_domains: [\"localhost\"]\n",
+    );
+    let by_name = format!("http://localhost:{}/clean", origin.addr.port());
+    let (status, _) = curl_status_body(&["-x", &strict], &by_name).expect("curl");
+    assert_eq!(status, 200);
+    let before = origin.seen().len();
+    let (status, body) = curl_status_body(&["-x", &strict], &origin.url("/clean")).expect("curl");
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(json(&body)["rule"], "url.ssrf", "{body}");
+    assert_eq!(
+        origin.seen().len(),
+        before,
+        "the refused request never reached the origin"
+    );
+}
+
 /// A Python interpreter that has `requests` (pyenv's or Debian's with python3-requests).
 fn python_with_requests() -> String {
     for python in ["python3", "/usr/bin/python3"] {

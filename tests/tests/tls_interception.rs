@@ -164,6 +164,9 @@ fn curl_through_an_intercepted_tunnel_is_scanned_both_ways() {
     )
     .expect("curl");
     assert_eq!((status, echoed.as_str()), (200, clean));
+    // Three tunnels so far, one after the other, and one TLS connection to the origin: it is
+    // kept alive and reused.
+    assert_eq!(s.origin.connections(), 1, "the origin connection is reused");
 
     // Responses: a prompt injection, plain and gzip-compressed, is refused.
     for page in ["/inject", "/inject.gz"] {

@@ -42,6 +42,8 @@ pub struct ServerState {
     pub stopping: tokio::sync::watch::Sender<bool>,
     /// WebSocket proxy sessions holding a slot now (`websocket_proxy.max_concurrent_connections`).
     pub websocket_sessions: std::sync::atomic::AtomicUsize,
+    /// Idle keep-alive connections to origins.
+    pub pool: Arc<crate::proxy::forward::pool::Pool>,
 }
 
 /// How many CONNECT tunnels may be open at once (the reference's `maxConcurrentTunnels`).
@@ -67,6 +69,7 @@ impl ServerState {
             upstream_tls,
             tunnel_slots: Arc::new(tokio::sync::Semaphore::new(MAX_TUNNELS)),
             websocket_sessions: std::sync::atomic::AtomicUsize::new(0),
+            pool: Arc::default(),
             stopping: tokio::sync::watch::channel(false).0,
         }
     }
@@ -145,6 +148,7 @@ pub async fn serve(
         acceptors.push(tokio::spawn(accept_loop(listener, accepted_tx.clone())));
     }
     drop(accepted_tx);
+    let sweeper = tokio::spawn(sweep_pool(Arc::clone(&state)));
 
     // Each connection task holds a clone of `done`; when every clone is gone, all connections
     // have finished. `stop` tells them to finish their current request and close.
@@ -198,6 +202,7 @@ pub async fn serve(
     for acceptor in &acceptors {
         acceptor.abort();
     }
+    sweeper.abort();
     let in_flight = open.load(std::sync::atomic::Ordering::Relaxed);
     tracing::info!(in_flight, "shutting down: no longer accepting connections");
     let _ = stop.send(true);
@@ -217,6 +222,15 @@ pub async fn serve(
         () = tokio::time::sleep(SHUTDOWN_GRACE) => {
             tracing::warn!(grace_seconds = SHUTDOWN_GRACE.as_secs(), "shutdown grace period over; closing remaining connections");
         }
+    }
+}
+
+/// Closes pooled origin connections that have sat idle too long.
+async fn sweep_pool(state: Arc<ServerState>) {
+    let mut every = tokio::time::interval(crate::proxy::forward::pool::IDLE_TIMEOUT / 3);
+    loop {
+        every.tick().await;
+        state.pool.sweep();
     }
 }
 

@@ -15,11 +15,11 @@ use hyper::header::{
     CONTENT_TYPE, HOST,
 };
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 
-use super::dial;
 use super::headers::{copy_end_to_end, scan_request_headers};
 use super::judge::Judgement;
+use super::pool::Returning;
+use super::{dial, origin};
 use crate::config::{BlockOrWarn, ResponseAction};
 use crate::proxy::response::{self, Body};
 use crate::proxy::ServerState;
@@ -217,26 +217,18 @@ where
     if judged.block.is_some() {
         return judged.refuse(&state, kind, StatusCode::FORBIDDEN, "request");
     }
-    let upstream = match dial::connect(&resolved.addrs).await {
-        Ok(stream) => stream,
-        Err(error) => {
-            return upstream_error(
-                &state,
-                kind,
-                &format!("cannot connect to {host}:{port}: {error}"),
-            )
-        }
-    };
-
     // 5. Forward.
     let out_bytes = prefix.len() as u64;
     let built = Request::builder()
         .method(parts.method.clone())
         .uri(path_and_query.as_str())
-        .body(PrefixedBody {
-            prefix: (!prefix.is_empty()).then_some(prefix),
-            rest,
-        });
+        .body(
+            PrefixedBody {
+                prefix: (!prefix.is_empty()).then_some(prefix),
+                rest,
+            }
+            .boxed_unsync(),
+        );
     let mut upstream_request = match built {
         Ok(r) => r,
         Err(e) => {
@@ -269,20 +261,14 @@ where
         }
     }
     let timeout = Duration::from_secs(state.config.fetch_proxy.timeout_seconds.max(1));
-    let answer = tokio::time::timeout(timeout, async {
-        if target.secure {
-            let tls = dial::connect_tls(&state, host, upstream).await?;
-            send(tls, upstream_request).await
-        } else {
-            send(upstream, upstream_request).await
-        }
-    })
+    let answer = tokio::time::timeout(
+        timeout,
+        origin::send(&state, &target, &resolved.addrs, upstream_request),
+    )
     .await;
     let upstream_response = match answer {
         Ok(Ok(r)) => r,
-        Ok(Err(error)) => {
-            return upstream_error(&state, kind, &format!("upstream request failed: {error}"))
-        }
+        Ok(Err(error)) => return upstream_error(&state, kind, &error.to_string()),
         Err(_) => return upstream_error(&state, kind, "upstream timed out"),
     };
     state.metrics.record_proxy_bytes("out", out_bytes);
@@ -291,39 +277,11 @@ where
     respond(&state, &target, judged, upstream_response).await
 }
 
-async fn send<S, B>(
-    stream: S,
-    request: Request<PrefixedBody<B>>,
-) -> Result<Response<Incoming>, SendError>
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
-    B: HttpBody<Data = Bytes> + Send + Unpin + 'static,
-    B::Error: Into<BoxError>,
-{
-    let (mut sender, connection) =
-        hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-    tokio::spawn(async move {
-        if let Err(error) = connection.await {
-            tracing::debug!(%error, "upstream connection ended with an error");
-        }
-    });
-    Ok(sender.send_request(request).await?)
-}
-
-/// Why the exchange with the origin failed.
-#[derive(Debug, thiserror::Error)]
-pub(super) enum SendError {
-    #[error("TLS with the origin failed: {0}")]
-    Tls(#[from] std::io::Error),
-    #[error("{0}")]
-    Http(#[from] hyper::Error),
-}
-
 async fn respond(
     state: &Arc<ServerState>,
     target: &Target,
     mut judged: Judgement,
-    upstream: Response<Incoming>,
+    upstream: Response<Returning>,
 ) -> Response<Body> {
     let (mut parts, body) = upstream.into_parts();
     let (host, kind) = (target.host.as_str(), target.kind());
@@ -672,7 +630,7 @@ where
 
 /// An upstream body streamed to the client, counted for metrics and the data budget.
 struct Counted {
-    inner: Incoming,
+    inner: Returning,
     state: Arc<ServerState>,
     host: String,
     seen: u64,

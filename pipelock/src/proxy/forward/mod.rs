@@ -17,6 +17,8 @@ mod headers;
 mod http;
 mod intercept;
 mod judge;
+mod origin;
+pub(crate) mod pool;
 mod sni;
 mod sse;
 mod tunnel;

@@ -12,7 +12,9 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
+use hyper::body::{Body as HttpBody, Frame, SizeHint};
+
+use super::pool::Returning;
 
 use super::judge::Judgement;
 use crate::config::ResponseAction;
@@ -34,7 +36,7 @@ const CONTENT_KEYS: &[&str] = &[
 
 /// A streamed response body that scans each event before passing it on.
 pub struct SseScan {
-    inner: Incoming,
+    inner: Returning,
     state: Arc<ServerState>,
     host: String,
     pending: Vec<u8>,
@@ -49,7 +51,7 @@ pub struct SseScan {
 impl SseScan {
     /// Scans `inner`, decoding it first with `decoder` when the stream is compressed.
     pub fn new(
-        inner: Incoming,
+        inner: Returning,
         state: Arc<ServerState>,
         host: String,
         decoder: Option<StreamDecoder>,
