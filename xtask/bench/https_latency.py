@@ -18,11 +18,14 @@ import time
 TIMEOUT = 5
 
 
-def get(sock, context, path):
-    """Sends GET over TLS on `sock` (already at the origin or tunnelled); returns the status."""
+def get(sock, context, port, path):
+    """Sends GET over TLS on `sock` (already at the origin or tunnelled); returns the status.
+
+    The Host header names the port: Pipelock refuses a request inside a tunnel whose Host
+    names another authority than the CONNECT."""
     with context.wrap_socket(sock, server_hostname="127.0.0.1") as tls:
         tls.sendall(
-            f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode()
+            f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n".encode()
         )
         data = b""
         while True:
@@ -34,7 +37,7 @@ def get(sock, context, path):
 
 
 def direct(port, path, context):
-    return get(socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT), context, path)
+    return get(socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT), context, port, path)
 
 
 def proxied(proxy_port, port, path, context):
@@ -51,7 +54,7 @@ def proxied(proxy_port, port, path, context):
     status = int(answer.split(b" ", 2)[1])
     if status != 200:
         raise ConnectionError(f"CONNECT answered {status}")
-    return get(sock, context, path)
+    return get(sock, context, port, path)
 
 
 def timed(call):
