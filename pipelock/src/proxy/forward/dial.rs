@@ -12,6 +12,9 @@ use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
+use hyper::{Response, StatusCode};
+
+use crate::proxy::response::{self, Body};
 use crate::proxy::ServerState;
 use crate::scan::Finding;
 
@@ -50,6 +53,27 @@ pub async fn resolve(state: &ServerState, host: &str, port: u16) -> io::Result<R
     let ips: Vec<IpAddr> = addrs.iter().map(SocketAddr::ip).collect();
     let findings = state.scanner.url().check_resolved(host, &ips);
     Ok(Resolved { addrs, findings })
+}
+
+/// [`resolve`] for a proxied request of `kind`: a failed lookup is counted in the metrics
+/// and becomes the 502 `resolve_failed` answer to the client (nothing was forwarded).
+///
+/// # Errors
+/// The answer to send when the lookup failed.
+pub async fn resolve_or_refuse(
+    state: &ServerState,
+    kind: &str,
+    host: &str,
+    port: u16,
+) -> Result<Resolved, Response<Body>> {
+    resolve(state, host, port).await.map_err(|error| {
+        state.metrics.record_proxy_request(kind, "error", "dns");
+        response::error(
+            StatusCode::BAD_GATEWAY,
+            "resolve_failed",
+            &format!("cannot resolve {host}: {error}"),
+        )
+    })
 }
 
 /// Connects to the first of `addrs` that answers (each was vetted by [`resolve`]).

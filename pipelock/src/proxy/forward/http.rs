@@ -202,16 +202,9 @@ where
         return judged.refuse(&state, kind, StatusCode::FORBIDDEN, "request");
     }
     // 4. Resolve, check the addresses, connect to one that passed.
-    let resolved = match dial::resolve(&state, host, port).await {
+    let resolved = match dial::resolve_or_refuse(&state, kind, host, port).await {
         Ok(resolved) => resolved,
-        Err(error) => {
-            state.metrics.record_proxy_request(kind, "error", "dns");
-            return response::error(
-                StatusCode::BAD_GATEWAY,
-                "resolve_failed",
-                &format!("cannot resolve {host}: {error}"),
-            );
-        }
+        Err(answer) => return answer,
     };
     judged.add(&state, resolved.findings, true);
     if judged.block.is_some() {

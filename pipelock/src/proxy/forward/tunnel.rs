@@ -64,18 +64,9 @@ pub async fn open(state: Arc<ServerState>, request: Request<Incoming>) -> Respon
             return judged.refuse(&state, "connect", StatusCode::TOO_MANY_REQUESTS, "tunnel");
         }
     }
-    let resolved = match dial::resolve(&state, &host, port).await {
+    let resolved = match dial::resolve_or_refuse(&state, "connect", &host, port).await {
         Ok(resolved) => resolved,
-        Err(error) => {
-            state
-                .metrics
-                .record_proxy_request("connect", "block", "dns");
-            return response::error(
-                StatusCode::BAD_GATEWAY,
-                "resolve_failed",
-                &format!("cannot resolve {host}: {error}"),
-            );
-        }
+        Err(answer) => return answer,
     };
     judged.add(&state, resolved.findings, true);
     if judged.block.is_some() {
