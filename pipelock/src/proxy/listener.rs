@@ -33,8 +33,8 @@ pub struct ServerState {
     pub scanner: Arc<Scanner>,
     /// TLS interception of CONNECT tunnels, when `tls_interception.enabled`.
     pub interceptor: Option<Arc<crate::tls::Interceptor>>,
-    /// TLS towards origins (intercepted tunnels, `/fetch` of https URLs); `None` when no
-    /// root certificate could be loaded.
+    /// TLS towards origins (intercepted tunnels, `/fetch` of https URLs, `wss://` WebSocket
+    /// targets); `None` when no root certificate could be loaded.
     pub upstream_tls: Option<Arc<rustls::ClientConfig>>,
     /// Open CONNECT tunnels, at most [`MAX_TUNNELS`] (the reference's cap).
     pub tunnel_slots: Arc<tokio::sync::Semaphore>,

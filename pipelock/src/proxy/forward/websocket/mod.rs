@@ -1,20 +1,22 @@
 //! The WebSocket proxy (`websocket_proxy`, off by default). Two front doors on the main
 //! listener lead here:
 //!
-//! - `GET /ws?url=ws://host:port/path`, the reference's endpoint;
+//! - `GET /ws?url=ws://host:port/path` (or `wss://`), the reference's endpoint;
 //! - a forward-proxy request `GET http://host/path` with `Upgrade: websocket`.
 //!
 //! Both walk the same phases, in order: the section must be on; the client's handshake must
 //! be a WebSocket one; the target URL goes through every URL layer, the per-site rate limit
 //! and data budget, and the request headers through DLP, as an HTTP request would; the
 //! session takes one of `max_concurrent_connections` slots; the host is resolved, the
-//! addresses SSRF-checked, and the address that passed is the one connected to; Pipelock
-//! performs the upstream handshake itself ([`handshake`]), answers the client 101, and relays
+//! addresses SSRF-checked, and the address that passed is the one connected to (over TLS
+//! for `wss://`, verified for the target's host); Pipelock performs the upstream handshake
+//! itself ([`handshake`]), answers the client 101, and relays
 //! messages, scanning each one ([`relay`], which documents what is and is not scanned).
 //!
 //! A refusal before the upgrade is an HTTP answer with a JSON body: 403 (disabled, blocked),
 //! 429 (rate limit), 400 (not a WebSocket handshake, bad target), 503 (`websocket_limit`),
-//! 502 (upstream failures and, for now, `wss://` targets).
+//! 502 (upstream failures, `upstream_tls_failed` when a `wss://` origin's certificate does
+//! not verify).
 
 mod handshake;
 mod relay;
@@ -111,11 +113,7 @@ async fn open(
     if judged.block.is_some() {
         return judged.refuse(&state, KIND, StatusCode::FORBIDDEN, "websocket");
     }
-    // 5. Upstream TLS.
-    if target.tls {
-        return wss_not_yet_supported(&state, &target);
-    }
-    // 6. A session slot.
+    // 5. A session slot.
     let Some(slot) = Slot::take(&state) else {
         state.metrics.record_proxy_request(KIND, "block", "limit");
         return response::error(
@@ -127,7 +125,7 @@ async fn open(
             ),
         );
     };
-    // 7. Resolve, check the addresses, connect to one that passed.
+    // 6. Resolve, check the addresses, connect to one that passed.
     let resolved = match dial::resolve(&state, &target.host, target.port).await {
         Ok(resolved) => resolved,
         Err(error) => {
@@ -143,7 +141,7 @@ async fn open(
     if judged.block.is_some() {
         return judged.refuse(&state, KIND, StatusCode::FORBIDDEN, "websocket");
     }
-    let stream = match dial::connect(&resolved.addrs).await {
+    let tcp = match dial::connect(&resolved.addrs).await {
         Ok(stream) => stream,
         Err(error) => {
             return upstream_error(
@@ -153,7 +151,10 @@ async fn open(
             )
         }
     };
-    // 8. The upstream handshake, with Pipelock's own key.
+    // 7. The upstream handshake, with Pipelock's own key; for `wss://` over TLS verified for
+    //    the target's host (its name as SNI, the certificate against the system roots plus
+    //    `tls_interception.upstream_ca_file`). A TLS failure refuses the session: there is
+    //    no fallback to plain text.
     let key = tokio_tungstenite::tungstenite::handshake::client::generate_key();
     let upstream_request = match handshake::upstream_request(
         request.headers(),
@@ -165,8 +166,25 @@ async fn open(
         Err(error) => return upstream_error(&state, "upstream_failed", &error.to_string()),
     };
     let timeout = Duration::from_secs(state.config.fetch_proxy.timeout_seconds.max(1));
-    let opened =
-        handshake::open_upstream(stream, upstream_request, &key, client.protocols(), timeout).await;
+    let offered = client.protocols();
+    let opened = if target.tls {
+        let tls = match dial::connect_tls(&state, &target.host, tcp).await {
+            Ok(tls) => tls,
+            Err(error) => {
+                return upstream_error(
+                    &state,
+                    "upstream_tls_failed",
+                    &format!(
+                        "TLS with {} failed: {error}; nothing was forwarded",
+                        target.authority
+                    ),
+                )
+            }
+        };
+        handshake::open_upstream(tls, upstream_request, &key, offered, timeout).await
+    } else {
+        handshake::open_upstream(tcp, upstream_request, &key, offered, timeout).await
+    };
     let (upstream, protocol) = match opened {
         Ok(opened) => opened,
         Err(error @ UpstreamHandshakeError::Extension(_)) => {
@@ -177,7 +195,7 @@ async fn open(
         }
     };
 
-    // 9. The client's 101, then the relay.
+    // 8. The client's 101, then the relay.
     let (verdict, scanner) = judged.outcome();
     state.metrics.record_proxy_request(KIND, verdict, &scanner);
     for warning in &judged.warnings {
@@ -217,21 +235,6 @@ async fn open(
         );
     });
     answer
-}
-
-/// The one place `wss://` targets stop: upstream TLS is not built yet. When it is, the
-/// vetted TCP stream is wrapped in TLS (server name `target.host`) before the upstream
-/// handshake, and this refusal goes.
-fn wss_not_yet_supported(state: &ServerState, target: &Target) -> Response<Body> {
-    state.metrics.record_proxy_request(KIND, "error", "wss");
-    response::error(
-        StatusCode::BAD_GATEWAY,
-        "wss_not_yet_supported",
-        &format!(
-            "wss:// upstreams ({}) are not supported yet: this build has no upstream TLS for WebSockets",
-            target.authority
-        ),
-    )
 }
 
 fn bad_request(state: &ServerState, code: &str, message: &str) -> Response<Body> {
