@@ -1,10 +1,11 @@
-//! The WebSocket proxy (`websocket_proxy`, off by default). Two front doors on the main
-//! listener lead here:
+//! The WebSocket proxy (`websocket_proxy`, off by default). Three front doors lead here:
 //!
 //! - `GET /ws?url=ws://host:port/path` (or `wss://`), the reference's endpoint;
-//! - a forward-proxy request `GET http://host/path` with `Upgrade: websocket`.
+//! - a forward-proxy request `GET http://host/path` with `Upgrade: websocket`;
+//! - an HTTP/1.1 `Upgrade: websocket` request inside an intercepted CONNECT tunnel (its
+//!   `Host` already checked against the CONNECT host), a `wss://` session to that host.
 //!
-//! Both walk the same phases, in order: the section must be on; the client's handshake must
+//! All walk the same phases, in order: the section must be on; the client's handshake must
 //! be a WebSocket one; the target URL goes through every URL layer, the per-site rate limit
 //! and data budget, and the request headers through DLP, as an HTTP request would; the
 //! session takes one of `max_concurrent_connections` slots; the host is resolved, the
@@ -71,6 +72,24 @@ pub async fn forward_upgrade(
     open(state, request, raw).await
 }
 
+/// An upgrade request inside an intercepted CONNECT tunnel to `tunnel`: the target is
+/// `wss://` at the tunnel's host and port with the request's path, reached over TLS like
+/// any `wss://` target.
+pub(super) async fn intercepted_upgrade(
+    state: Arc<ServerState>,
+    tunnel: &super::http::Target,
+    request: Request<Incoming>,
+) -> Response<Body> {
+    let path = request
+        .uri()
+        .path_and_query()
+        .map_or("/", hyper::http::uri::PathAndQuery::as_str);
+    let raw = Ok(format!("wss://{}{path}", tunnel.authority()));
+    open(state, request, raw).await
+}
+
+/// The one path of every session, whatever the front door: the gates, the upstream
+/// handshake, the client's 101, and the relay.
 async fn open(
     state: Arc<ServerState>,
     mut request: Request<Incoming>,
