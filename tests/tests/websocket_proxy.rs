@@ -713,3 +713,59 @@ fn sessions_over_the_cap_get_503_and_slots_come_back() {
         }
     }
 }
+
+#[test]
+fn shutdown_closes_open_sessions_with_1001_and_waits_for_them() {
+    let upstream = WsUpstream::start().expect("upstream");
+    let (mut pipelock, _dir) = start("");
+    let mut socket = open_through_proxy(pipelock.addr, &upstream, "/");
+    socket.send(Message::text("before shutdown")).expect("send");
+    assert_eq!(
+        read_message(&mut socket).expect("echo"),
+        Message::text("before shutdown")
+    );
+
+    let asked = Instant::now();
+    pipelock.signal(libc::SIGTERM).expect("SIGTERM");
+    match read_message(&mut socket) {
+        Ok(Message::Close(Some(frame))) => {
+            assert_eq!(frame.code, CloseCode::Away, "{frame:?}");
+            assert!(frame.reason.contains("shutting down"), "{frame:?}");
+        }
+        other => panic!("expected close 1001, got {other:?}"),
+    }
+    // Reading on sends tungstenite's answer to the close; then the client hangs up, as a
+    // client does once the closing handshake is done.
+    while socket.read().is_ok() {}
+    drop(socket);
+
+    let status = pipelock.wait_exit(Duration::from_secs(15)).expect("exit");
+    assert!(status.success(), "exit status {status}");
+    assert!(
+        asked.elapsed() < Duration::from_secs(3),
+        "shutdown took {:?}: the session did not close promptly",
+        asked.elapsed()
+    );
+    // The upstream was told 1001 too.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !upstream.events().contains(&WsEvent::Close(Some(1001))) {
+        assert!(
+            Instant::now() < deadline,
+            "the upstream got no close 1001: {:?}",
+            upstream.events()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The process waited for the session: it ended before the shutdown completed, and the
+    // grace period was not needed.
+    let logs = pipelock.stdout_lines();
+    let closed = logs
+        .iter()
+        .position(|l| l.contains("WebSocket session closed") && l.contains("shutting down"));
+    let complete = logs.iter().position(|l| l.contains("shutdown complete"));
+    assert!(
+        matches!((closed, complete), (Some(c), Some(d)) if c < d),
+        "{}",
+        logs.join("\n")
+    );
+}

@@ -11,8 +11,8 @@
 //! session takes one of `max_concurrent_connections` slots; the host is resolved, the
 //! addresses SSRF-checked, and the address that passed is the one connected to (over TLS
 //! for `wss://`, verified for the target's host); Pipelock performs the upstream handshake
-//! itself ([`handshake`]), answers the client 101, and relays
-//! messages, scanning each one ([`relay`], which documents what is and is not scanned).
+//! itself ([`handshake`]), answers the client 101, and relays messages ([`session`]), scanning
+//! each one ([`relay`], which documents what is and is not scanned).
 //!
 //! A refusal before the upgrade is an HTTP answer with a JSON body: 403 (disabled, blocked),
 //! 429 (rate limit), 400 (not a WebSocket handshake, bad target), 503 (`websocket_limit`),
@@ -21,9 +21,9 @@
 
 mod handshake;
 mod relay;
+mod session;
 mod target;
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -32,7 +32,8 @@ use hyper::header::{HeaderValue, UPGRADE};
 use hyper::{Request, Response, StatusCode};
 
 use self::handshake::{ClientHandshake, UpstreamHandshakeError};
-use self::relay::{Limits, Relay};
+use self::relay::Limits;
+use self::session::{Session, Slot};
 use self::target::{Target, TargetError};
 use super::dial;
 use super::headers::scan_request_headers;
@@ -42,8 +43,6 @@ use crate::proxy::ServerState;
 
 /// The `kind` label of WebSocket sessions in `pipelock_proxy_requests_total`.
 const KIND: &str = "websocket";
-/// How long the client may take to complete its side of the upgrade once answered 101.
-const CLIENT_UPGRADE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Whether a forward-proxy request asks to upgrade to a WebSocket.
 #[must_use]
@@ -226,33 +225,13 @@ async fn open(
             answer.headers_mut().insert("x-pipelock-warning", value);
         }
     }
-    let limits = Limits::from_config(&state);
-    tokio::spawn(async move {
-        let _slot = slot;
-        let client = match tokio::time::timeout(CLIENT_UPGRADE_TIMEOUT, on_client_upgrade).await {
-            Ok(Ok(upgraded)) => upgraded,
-            Ok(Err(error)) => {
-                tracing::debug!(%error, "client WebSocket upgrade failed");
-                return;
-            }
-            Err(_) => {
-                tracing::debug!("client WebSocket upgrade timed out");
-                return;
-            }
-        };
-        tracing::info!(target_host = %target.host, path = %target.path_and_query, "WebSocket session opened");
-        let started = Instant::now();
-        let relay = Relay::new(Arc::clone(&state), target.host.clone(), limits);
-        let ended = relay.run(client, upstream).await;
-        tracing::info!(
-            target_host = %target.host,
-            reason = %ended.reason,
-            messages_out = ended.messages_out,
-            messages_in = ended.messages_in,
-            seconds = started.elapsed().as_secs_f64(),
-            "WebSocket session closed"
-        );
-    });
+    let session = Session {
+        slot,
+        target,
+        upstream,
+        limits: Limits::from_config(&state),
+    };
+    tokio::spawn(session.run(state, on_client_upgrade));
     answer
 }
 
@@ -266,34 +245,4 @@ fn upstream_error(state: &ServerState, code: &str, message: &str) -> Response<Bo
         .metrics
         .record_proxy_request(KIND, "error", "upstream");
     response::error(StatusCode::BAD_GATEWAY, code, message)
-}
-
-/// One of the `max_concurrent_connections` session slots, given back when dropped.
-struct Slot {
-    state: Arc<ServerState>,
-}
-
-impl Slot {
-    /// Takes a slot, or `None` when all are taken.
-    fn take(state: &Arc<ServerState>) -> Option<Self> {
-        let cap = usize::try_from(state.config.websocket_proxy.max_concurrent_connections)
-            .unwrap_or(usize::MAX);
-        state
-            .websocket_sessions
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |open| {
-                (open < cap).then_some(open + 1)
-            })
-            .ok()?;
-        state.metrics.websockets(1);
-        Some(Self {
-            state: Arc::clone(state),
-        })
-    }
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        self.state.websocket_sessions.fetch_sub(1, Ordering::AcqRel);
-        self.state.metrics.websockets(-1);
-    }
 }
