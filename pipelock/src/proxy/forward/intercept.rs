@@ -158,7 +158,7 @@ async fn handle(
             &state,
             &target,
             "websocket_over_http2_not_supported",
-            "WebSockets over HTTP/2 (extended CONNECT) are not proxied inside intercepted tunnels; connect with HTTP/1.1 (ALPN http/1.1); nothing was forwarded",
+            "CONNECT and upgrades over HTTP/2, WebSockets by extended CONNECT included, are not proxied inside intercepted tunnels; open WebSockets over HTTP/1.1 (ALPN http/1.1); nothing was forwarded",
         );
     }
     if websocket::is_upgrade(&request) {
