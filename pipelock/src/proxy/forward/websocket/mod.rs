@@ -144,16 +144,9 @@ async fn open(
         );
     };
     // 6. Resolve, check the addresses, connect to one that passed.
-    let resolved = match dial::resolve(&state, &target.host, target.port).await {
+    let resolved = match dial::resolve_or_refuse(&state, KIND, &target.host, target.port).await {
         Ok(resolved) => resolved,
-        Err(error) => {
-            state.metrics.record_proxy_request(KIND, "error", "dns");
-            return response::error(
-                StatusCode::BAD_GATEWAY,
-                "resolve_failed",
-                &format!("cannot resolve {}: {error}", target.host),
-            );
-        }
+        Err(refusal) => return refusal,
     };
     judged.add(&state, resolved.findings, true);
     if judged.block.is_some() {
