@@ -44,7 +44,8 @@ pub struct Upstream {
 /// A test CA and the origin certificate it signed (for 127.0.0.1 and localhost), as PEM.
 pub struct TestPki {
     pub ca_pem: String,
-    server_config: Arc<rustls::ServerConfig>,
+    /// The server side of the origin certificate (ALPN `http/1.1`), for the test origins.
+    pub(crate) server_config: Arc<rustls::ServerConfig>,
 }
 
 impl TestPki {

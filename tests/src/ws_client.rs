@@ -1,16 +1,26 @@
-//! A WebSocket client that goes through Pipelock's forward proxy the way a proxy-aware client
-//! does for `ws://`: it writes the upgrade as an absolute-URI request (`GET http://host/path`)
-//! on a raw TCP connection to the proxy, checks the 101 itself, then hands the stream to
-//! tungstenite. It also reads refusals (status and JSON body). Every read is bounded.
+//! WebSocket clients that go through Pipelock's forward proxy the way proxy-aware clients do:
+//!
+//! - for `ws://` ([`upgrade`]): the upgrade as an absolute-URI request (`GET http://host/path`)
+//!   on a raw TCP connection to the proxy, the 101 checked here, then the stream handed to
+//!   tungstenite; refusals are read too (status and JSON body);
+//! - for `wss://` ([`connect_intercepted`]): `CONNECT host:port`, TLS inside the tunnel
+//!   trusting only the given CA (Pipelock's, when it intercepts), then tungstenite's own
+//!   client handshake for the `wss://` URL.
+//!
+//! Every read is bounded.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::Role;
-use tokio_tungstenite::tungstenite::WebSocket;
+use tokio_tungstenite::tungstenite::{Error as WsError, HandshakeError, WebSocket};
 
 /// The key every request of this client sends (any 16 bytes in base64 will do).
 const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
@@ -47,8 +57,35 @@ pub fn upgrade(proxy: SocketAddr, request_target: &str, extra: &[&str]) -> Resul
     }
     head.push_str("\r\n");
     stream.write_all(head.as_bytes())?;
+    let (status, headers) = read_head(&mut stream)?;
+    let value = |name: &str| {
+        headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+    };
+    if status != 101 {
+        let length: usize = value("content-length")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let mut body = vec![0u8; length.min(1024 * 1024)];
+        stream.read_exact(&mut body).context("read the body")?;
+        return Ok(Answer::Refused(
+            status,
+            String::from_utf8_lossy(&body).into_owned(),
+        ));
+    }
+    let expected = derive_accept_key(KEY.as_bytes());
+    if value("sec-websocket-accept").as_deref() != Some(expected.as_str()) {
+        bail!("wrong Sec-WebSocket-Accept in {headers:?}");
+    }
+    let socket = WebSocket::from_raw_socket(stream, Role::Client, None);
+    Ok(Answer::Open(Box::new(socket), headers))
+}
 
-    // The head byte by byte, so nothing after it (the first frames) is consumed here.
+/// Reads a response head byte by byte, so nothing after it (the first frames, or a TLS
+/// handshake) is consumed; returns the status and the headers (names lowercased).
+fn read_head(stream: &mut TcpStream) -> Result<(u16, Vec<(String, String)>)> {
     let mut bytes = Vec::new();
     let mut byte = [0u8; 1];
     while !bytes.ends_with(b"\r\n\r\n") {
@@ -71,31 +108,96 @@ pub fn upgrade(proxy: SocketAddr, request_target: &str, extra: &[&str]) -> Resul
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|s| s.parse().ok())
         .with_context(|| format!("bad status line in {text:?}"))?;
-    let headers: Vec<(String, String)> = lines
+    let headers = lines
         .filter_map(|l| l.split_once(':'))
         .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
         .collect();
-    let value = |name: &str| {
-        headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.clone())
+    Ok((status, headers))
+}
+
+/// TLS to the origin inside a CONNECT tunnel.
+pub type TunnelStream = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
+
+/// What a WebSocket handshake through a tunnel came to.
+pub enum TunnelAnswer {
+    /// 101: the session is open.
+    Open(Box<WebSocket<TunnelStream>>),
+    /// Anything else: the status and the response headers (names lowercased). The body is
+    /// not read: tungstenite keeps only what arrived with the head.
+    Refused(u16, Vec<(String, String)>),
+}
+
+/// Opens `CONNECT host:port` at `proxy` for the `wss://host:port/…` URL `url`, then TLS with
+/// the server name `host`, trusting only the certificates in `ca_pem` and offering only
+/// HTTP/1.1; then tungstenite's client handshake for `url`, with `extra` headers
+/// (`(name, value)`; a `host` replaces the one tungstenite derives from the URL).
+pub fn connect_intercepted(
+    proxy: SocketAddr,
+    url: &str,
+    ca_pem: &[u8],
+    extra: &[(&str, &str)],
+) -> Result<TunnelAnswer> {
+    let mut request = url.into_client_request().context("a wss:// URL")?;
+    for (name, value) in extra {
+        request.headers_mut().insert(
+            tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(name.as_bytes())?,
+            value.parse()?,
+        );
+    }
+    let host = request.uri().host().context("the URL has no host")?;
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    let port = request.uri().port_u16().unwrap_or(443);
+    let authority = if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
     };
-    if status != 101 {
-        let length: usize = value("content-length")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        let mut body = vec![0u8; length.min(1024 * 1024)];
-        stream.read_exact(&mut body).context("read the body")?;
-        return Ok(Answer::Refused(
-            status,
-            String::from_utf8_lossy(&body).into_owned(),
-        ));
+
+    let mut tcp = TcpStream::connect(proxy).context("connect to pipelock")?;
+    tcp.set_read_timeout(Some(READ_TIMEOUT))?;
+    tcp.set_write_timeout(Some(READ_TIMEOUT))?;
+    write!(
+        tcp,
+        "CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n"
+    )?;
+    let (status, _) = read_head(&mut tcp)?;
+    if status != 200 {
+        bail!("CONNECT {authority} answered {status}");
     }
-    let expected = derive_accept_key(KEY.as_bytes());
-    if value("sec-websocket-accept").as_deref() != Some(expected.as_str()) {
-        bail!("wrong Sec-WebSocket-Accept in {text:?}");
+
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem) {
+        roots.add(cert.context("a PEM certificate")?)?;
     }
-    let socket = WebSocket::from_raw_socket(stream, Role::Client, None);
-    Ok(Answer::Open(Box::new(socket), headers))
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let name = ServerName::try_from(host).context("a TLS server name")?;
+    let connection = rustls::ClientConnection::new(Arc::new(config), name)?;
+    let tls = rustls::StreamOwned::new(connection, tcp);
+
+    match tokio_tungstenite::tungstenite::client(request, tls) {
+        Ok((socket, _)) => Ok(TunnelAnswer::Open(Box::new(socket))),
+        Err(HandshakeError::Failure(WsError::Http(response))) => {
+            let headers = response
+                .headers()
+                .iter()
+                .map(|(n, v)| {
+                    (
+                        n.as_str().to_string(),
+                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                    )
+                })
+                .collect();
+            Ok(TunnelAnswer::Refused(response.status().as_u16(), headers))
+        }
+        Err(HandshakeError::Failure(error)) => Err(error).context("the WebSocket handshake"),
+        Err(HandshakeError::Interrupted(_)) => bail!("the handshake was interrupted"),
+    }
 }

@@ -7,10 +7,12 @@
 //!   refuse: it could not scan compressed frames);
 //! - anything else: echoes every text and binary message.
 //!
-//! It picks the first subprotocol a client offers. Every read is bounded by a timeout, so
-//! its threads end on their own.
+//! It picks the first subprotocol a client offers. It speaks plain `ws://` ([`WsUpstream::start`])
+//! or `wss://` with a [`TestPki`] certificate ([`WsUpstream::start_tls`]). Every read is
+//! bounded by a timeout, so its threads end on their own.
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
@@ -19,6 +21,8 @@ use anyhow::{Context, Result};
 use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::{accept_hdr, Message};
+
+use crate::upstream::TestPki;
 
 /// What `/inject` sends.
 pub const WS_INJECTION: &str =
@@ -45,28 +49,58 @@ pub enum WsEvent {
 pub struct WsUpstream {
     pub addr: SocketAddr,
     events: Arc<Mutex<Vec<WsEvent>>>,
+    scheme: &'static str,
 }
 
 impl WsUpstream {
-    /// Starts the server on 127.0.0.1 with a free port.
+    /// Starts a plain (`ws://`) server on 127.0.0.1 with a free port.
     pub fn start() -> Result<Self> {
+        Self::start_with(None)
+    }
+
+    /// Starts a `wss://` server on 127.0.0.1 with a free port, presenting `pki`'s certificate
+    /// (for 127.0.0.1 and localhost).
+    pub fn start_tls(pki: &TestPki) -> Result<Self> {
+        Self::start_with(Some(Arc::clone(&pki.server_config)))
+    }
+
+    fn start_with(tls: Option<Arc<rustls::ServerConfig>>) -> Result<Self> {
         let listener = TcpListener::bind("127.0.0.1:0").context("bind the WebSocket upstream")?;
         let addr = listener.local_addr()?;
         let events = Arc::new(Mutex::new(Vec::new()));
         let record = Arc::clone(&events);
+        let scheme = if tls.is_some() { "wss" } else { "ws" };
         thread::spawn(move || {
             for stream in listener.incoming().flatten() {
                 let record = Arc::clone(&record);
-                thread::spawn(move || serve(stream, &record));
+                let tls = tls.clone();
+                thread::spawn(move || {
+                    if stream.set_read_timeout(Some(READ_TIMEOUT)).is_err() {
+                        return;
+                    }
+                    match tls {
+                        None => serve(stream, &record),
+                        Some(config) => {
+                            // A client that refuses the certificate ends here, unrecorded.
+                            if let Ok(conn) = rustls::ServerConnection::new(config) {
+                                serve(rustls::StreamOwned::new(conn, stream), &record);
+                            }
+                        }
+                    }
+                });
             }
         });
-        Ok(Self { addr, events })
+        Ok(Self {
+            addr,
+            events,
+            scheme,
+        })
     }
 
-    /// `ws://127.0.0.1:PORT` followed by `path`.
+    /// `ws://127.0.0.1:PORT` (or `wss://`) followed by `path`.
     #[must_use]
     pub fn url(&self, path: &str) -> String {
-        format!("ws://{}{path}", self.addr)
+        format!("{}://{}{path}", self.scheme, self.addr)
     }
 
     /// Everything seen so far, in order.
@@ -115,10 +149,8 @@ fn push(record: &Mutex<Vec<WsEvent>>, event: WsEvent) {
     }
 }
 
-fn serve(stream: TcpStream, record: &Mutex<Vec<WsEvent>>) {
-    if stream.set_read_timeout(Some(READ_TIMEOUT)).is_err() {
-        return;
-    }
+/// Serves one connection (its reads already bounded by [`READ_TIMEOUT`]).
+fn serve<S: Read + Write>(stream: S, record: &Mutex<Vec<WsEvent>>) {
     let mut path = String::new();
     // The signature is tungstenite's `Callback`, large error type included.
     #[allow(clippy::result_large_err)]

@@ -2,16 +2,22 @@
 //! on loopback presents a certificate from a separate test CA (trusted through
 //! `tls_interception.upstream_ca_file`), and curl, Python `requests` and Ruby Faraday go
 //! through CONNECT trusting only the Pipelock CA. Inside the tunnel Pipelock sees paths,
-//! headers, bodies and responses, so what it blocks never reaches the origin.
+//! headers, bodies and responses, so what it blocks never reaches the origin. A Rust
+//! WebSocket client (tungstenite) upgrades inside such a tunnel to a `wss://` upstream signed
+//! by the same test CA, whose every message Pipelock scans.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
 use pipelock_e2e::upstream::{TestPki, Upstream};
+use pipelock_e2e::ws_client::{connect_intercepted, TunnelAnswer, TunnelStream};
+use pipelock_e2e::ws_upstream::{header, WsUpstream};
 use pipelock_e2e::{
     curl, curl_status_body, describe, run_pipelock, run_with_timeout, write_file, Pipelock,
 };
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message, WebSocket};
 
 const AWS_KEY: &str = "AKIAIOSFODNN7EXAMPLE";
 
@@ -24,6 +30,8 @@ struct Setup {
     ca: PathBuf,
     /// The test CA that signed the origin's certificate.
     origin_ca: PathBuf,
+    /// That test CA, to start more origins (a `wss://` one) trusted the same way.
+    pki: TestPki,
     _dir: tempfile::TempDir,
 }
 
@@ -62,6 +70,7 @@ fn setup(trust_origin: bool, tls_extra: &str, extra: &str) -> Setup {
         proxy,
         ca: ca_dir.join("ca.pem"),
         origin_ca,
+        pki,
         _dir: dir,
     }
 }
@@ -362,4 +371,132 @@ puts [clean.status, clean.body.inspect, leak.status, leak.headers["x-pipelock-ru
         "200 \"all good here\\n\" 403 dlp.aws_access_key_id 49 true"
     );
     assert!(!origin_saw(&s.origin, AWS_KEY));
+}
+
+/// The header `name` (lowercase) of a refused handshake.
+fn answer_header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.as_str())
+}
+
+/// The next data message or close of a tunnelled session.
+fn next_message(socket: &mut WebSocket<TunnelStream>) -> Result<Message, WsError> {
+    loop {
+        match socket.read()? {
+            Message::Ping(_) | Message::Pong(_) => {}
+            other => return Ok(other),
+        }
+    }
+}
+
+#[test]
+fn websocket_upgrades_inside_an_intercepted_tunnel_are_scanned_per_message() {
+    let s = setup(
+        true,
+        "",
+        "websocket_proxy:\n  enabled: true\n  max_message_bytes: 4096\n",
+    );
+    let upstream = WsUpstream::start_tls(&s.pki).expect("wss upstream");
+    let ca = std::fs::read(&s.ca).expect("the Pipelock CA");
+    let url = upstream.url("/chat?room=1");
+
+    // Clean messages round-trip; the client trusts only the Pipelock CA, so the tunnel is
+    // really intercepted.
+    let answer = connect_intercepted(s.pipelock.addr, &url, &ca, &[]).expect("handshake");
+    let TunnelAnswer::Open(mut socket) = answer else {
+        panic!("the upgrade inside the tunnel was refused");
+    };
+    for text in ["hello through the tunnel", "a second clean message"] {
+        socket.send(Message::text(text)).expect("send");
+        assert_eq!(
+            next_message(&mut socket).expect("echo"),
+            Message::text(text)
+        );
+    }
+    // A secret closes the session with 1008 naming the rule, and never reaches the upstream.
+    socket
+        .send(Message::text(format!("my key is {AWS_KEY}")))
+        .expect("send");
+    match next_message(&mut socket) {
+        Ok(Message::Close(Some(frame))) => {
+            assert_eq!(frame.code, CloseCode::Policy, "{frame:?}");
+            assert!(frame.reason.contains("dlp.aws_access_key_id"), "{frame:?}");
+            assert!(!frame.reason.contains(AWS_KEY), "{frame:?}");
+        }
+        other => panic!("expected close 1008, got {other:?}"),
+    }
+    assert_eq!(
+        upstream.texts(),
+        vec!["hello through the tunnel", "a second clean message"],
+        "the secret reached the upstream"
+    );
+    let (target, headers) = upstream.handshakes().pop().expect("a handshake");
+    assert_eq!(target, "/chat?room=1");
+    assert_eq!(
+        header(&headers, "origin"),
+        Some(format!("https://{}", upstream.addr).as_str()),
+        "origin_policy: rewrite names the tunnel's https origin"
+    );
+
+    // The handshake's own gates: a key in the URL, a Host naming another site.
+    let leaky = upstream.url(&format!("/chat?key={AWS_KEY}"));
+    match connect_intercepted(s.pipelock.addr, &leaky, &ca, &[]).expect("handshake") {
+        TunnelAnswer::Refused(status, headers) => {
+            assert_eq!(status, 403, "{headers:?}");
+            assert_eq!(
+                answer_header(&headers, "x-pipelock-rule"),
+                Some("dlp.aws_access_key_id"),
+                "{headers:?}"
+            );
+        }
+        TunnelAnswer::Open(_) => panic!("a key in the URL opened a session"),
+    }
+    let other_host = [("host", "other.example")];
+    match connect_intercepted(s.pipelock.addr, &url, &ca, &other_host).expect("handshake") {
+        TunnelAnswer::Refused(status, headers) => {
+            assert_eq!(status, 403, "{headers:?}");
+            assert_eq!(
+                answer_header(&headers, "x-pipelock-error"),
+                Some("host_mismatch"),
+                "{headers:?}"
+            );
+        }
+        TunnelAnswer::Open(_) => panic!("a Host naming another site opened a session"),
+    }
+    assert_eq!(
+        upstream.handshakes().len(),
+        1,
+        "a refused handshake reached the upstream: {:?}",
+        upstream.handshakes()
+    );
+    let (_, metrics) = curl_status_body(&[], &format!("{}/metrics", s.proxy)).expect("metrics");
+    assert!(
+        metrics.contains(r#"pipelock_websocket_messages_total{direction="out",verdict="block"} 1"#),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn websocket_upgrades_inside_a_tunnel_are_refused_while_websocket_proxy_is_off() {
+    let s = setup(true, "", "");
+    let upstream = WsUpstream::start_tls(&s.pki).expect("wss upstream");
+    let ca = std::fs::read(&s.ca).expect("the Pipelock CA");
+    match connect_intercepted(s.pipelock.addr, &upstream.url("/"), &ca, &[]).expect("handshake") {
+        TunnelAnswer::Refused(status, headers) => {
+            assert_eq!(status, 403, "{headers:?}");
+            assert_eq!(
+                answer_header(&headers, "x-pipelock-error"),
+                Some("websocket_disabled"),
+                "{headers:?}"
+            );
+        }
+        TunnelAnswer::Open(_) => panic!("a session opened with websocket_proxy off"),
+    }
+    assert!(
+        upstream.events().is_empty(),
+        "the upstream saw {:?}",
+        upstream.events()
+    );
 }

@@ -1,15 +1,16 @@
 //! The WebSocket proxy through the real binary: Python's `websockets` library on `/ws?url=…`,
 //! a raw absolute-URI upgrade through the forward proxy, and a real WebSocket server on
-//! loopback that records what reached it, so a blocked message can be shown never to have
-//! arrived.
+//! loopback (plain, or `wss://` with a certificate from a test CA) that records what reached
+//! it, so a blocked message can be shown never to have arrived.
 
 use std::net::SocketAddr;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use pipelock_e2e::upstream::TestPki;
 use pipelock_e2e::ws_client::{upgrade, Answer};
 use pipelock_e2e::ws_upstream::{header, WsEvent, WsUpstream, WS_INJECTION};
-use pipelock_e2e::{curl_status_body, describe, run_with_timeout, Pipelock};
+use pipelock_e2e::{curl_status_body, describe, run_with_timeout, write_file, Pipelock};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
@@ -63,9 +64,28 @@ asyncio.run(main())
 /// (the test upstream is on loopback, which the SSRF guard otherwise refuses), blocking
 /// actions, and `websocket` as the `websocket_proxy` section's extra lines.
 fn start(websocket: &str) -> (Pipelock, tempfile::TempDir) {
-    start_with_config(&format!(
-        "version: 1\nforward_proxy:\n  enabled: true\nssrf:\n  ip_allowlist: [\"127.0.0.0/8\"]\nrequest_body_scanning:\n  action: block\nresponse_scanning:\n  action: block\nwebsocket_proxy:\n  enabled: true\n  max_message_bytes: 4096\n{websocket}"
-    ))
+    start_with_config(&blocking_config(websocket, ""))
+}
+
+/// The config of [`start`], plus top-level YAML `extra`.
+fn blocking_config(websocket: &str, extra: &str) -> String {
+    format!(
+        "version: 1\nforward_proxy:\n  enabled: true\nssrf:\n  ip_allowlist: [\"127.0.0.0/8\"]\nrequest_body_scanning:\n  action: block\nresponse_scanning:\n  action: block\nwebsocket_proxy:\n  enabled: true\n  max_message_bytes: 4096\n{websocket}{extra}"
+    )
+}
+
+/// [`start`] with origins' certificates verified against `ca_pem` too
+/// (`tls_interception.upstream_ca_file`; interception itself stays off). The CA file lives in
+/// the second directory.
+fn start_trusting(ca_pem: &str) -> (Pipelock, tempfile::TempDir, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = write_file(dir.path(), "origin-ca.pem", ca_pem).expect("CA file");
+    let trust = format!(
+        "tls_interception:\n  upstream_ca_file: {}\n",
+        ca.to_str().expect("utf-8")
+    );
+    let (pipelock, config_dir) = start_with_config(&blocking_config("", &trust));
+    (pipelock, config_dir, dir)
 }
 
 fn start_with_config(yaml: &str) -> (Pipelock, tempfile::TempDir) {
@@ -453,7 +473,7 @@ fn binary_and_oversized_messages_close_the_session() {
 }
 
 #[test]
-fn disabled_section_wss_and_refused_targets_answer_before_the_upstream() {
+fn disabled_section_and_refused_targets_answer_before_the_upstream() {
     let upstream = WsUpstream::start().expect("upstream");
     // The section is off by default: 403 on both doors.
     let (off, _dir) = start_with_config(
@@ -477,13 +497,6 @@ fn disabled_section_wss_and_refused_targets_answer_before_the_upstream() {
         Answer::Refused(status, body) => (status, json(&body)),
         Answer::Open(..) => panic!("{target}: opened"),
     };
-    // wss:// is not supported yet.
-    let (status, body) = refused("/ws?url=wss://127.0.0.1:1/", &[]);
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (502, Some("wss_not_yet_supported")),
-        "{body}"
-    );
     // A secret in the target URL, or in a sensitive header: 403, never dialled.
     let (status, body) = refused(
         &format!("/ws?url=ws://{}/?key={AWS_KEY}", upstream.addr),
@@ -531,6 +544,95 @@ fn disabled_section_wss_and_refused_targets_answer_before_the_upstream() {
         Answer::Open(..) => panic!("loopback reached despite the SSRF guard"),
     }
     assert_eq!(upstream.handshakes().len(), 1);
+}
+
+#[test]
+fn wss_targets_are_reached_over_verified_tls_and_scanned() {
+    let pki = TestPki::new().expect("test pki");
+    let upstream = WsUpstream::start_tls(&pki).expect("wss upstream");
+    let (pipelock, _config, _ca) = start_trusting(&pki.ca_pem);
+    let url = endpoint_url(&pipelock, &upstream.url("/chat?room=1"));
+    assert!(url.contains("url=wss%3A%2F%2F127.0.0.1"), "{url}");
+
+    // A clean session: whole and fragmented messages echoed over TLS.
+    let report = python(
+        &url,
+        &serde_json::json!([
+            ["send", "hello over tls"],
+            ["recv"],
+            ["fragments", ["summarise ", "my spending"]],
+            ["recv"],
+        ]),
+        &serde_json::json!({"subprotocols": ["chat"]}),
+    );
+    assert_eq!(
+        report,
+        vec![
+            serde_json::json!({"open": "chat"}),
+            serde_json::json!({"recv": "hello over tls"}),
+            serde_json::json!({"recv": "summarise my spending"}),
+        ],
+        "the session as the client saw it"
+    );
+    let (target, headers) = upstream.handshakes().pop().expect("a handshake");
+    assert_eq!(target, "/chat?room=1");
+    assert_eq!(
+        header(&headers, "origin"),
+        Some(format!("https://{}", upstream.addr).as_str()),
+        "origin_policy: rewrite names the https origin"
+    );
+
+    // A secret in a message closes the session with 1008 and never reaches the upstream.
+    let report = python(
+        &url,
+        &serde_json::json!([
+            ["send", "clean first"],
+            ["recv"],
+            ["send", format!("my key is {AWS_KEY}")],
+            ["recv"],
+        ]),
+        &serde_json::json!({}),
+    );
+    assert_eq!(
+        report[1],
+        serde_json::json!({"recv": "clean first"}),
+        "{report:?}"
+    );
+    let (code, reason) = closed(&report);
+    assert_eq!(code, 1008, "{report:?}");
+    assert!(reason.contains("dlp.aws_access_key_id"), "{reason}");
+    assert_eq!(
+        upstream.texts(),
+        vec!["hello over tls", "summarise my spending", "clean first"],
+        "the secret reached the upstream"
+    );
+}
+
+#[test]
+fn a_wss_origin_with_an_untrusted_certificate_is_refused_with_502() {
+    // Pipelock trusts one test CA; the origin's certificate comes from another.
+    let trusted = TestPki::new().expect("test pki");
+    let other = TestPki::new().expect("other pki");
+    let upstream = WsUpstream::start_tls(&other).expect("wss upstream");
+    let (pipelock, _config, _ca) = start_trusting(&trusted.ca_pem);
+    let target = format!("/ws?url={}", upstream.url("/"));
+    match upgrade(pipelock.addr, &target, &[]).expect("request") {
+        Answer::Refused(status, body) => {
+            assert_eq!(status, 502, "{body}");
+            let body = json(&body);
+            assert_eq!(body["error"], "upstream_tls_failed", "{body}");
+            let message = body["message"].as_str().unwrap_or_default();
+            assert!(message.contains("certificate"), "{body}");
+        }
+        Answer::Open(..) => {
+            panic!("opened a session to an origin whose certificate is not trusted")
+        }
+    }
+    assert!(
+        upstream.events().is_empty(),
+        "the upstream saw a handshake: {:?}",
+        upstream.events()
+    );
 }
 
 #[test]
@@ -610,4 +712,60 @@ fn sessions_over_the_cap_get_503_and_slots_come_back() {
             Answer::Refused(status, body) => panic!("{status}: {body}"),
         }
     }
+}
+
+#[test]
+fn shutdown_closes_open_sessions_with_1001_and_waits_for_them() {
+    let upstream = WsUpstream::start().expect("upstream");
+    let (mut pipelock, _dir) = start("");
+    let mut socket = open_through_proxy(pipelock.addr, &upstream, "/");
+    socket.send(Message::text("before shutdown")).expect("send");
+    assert_eq!(
+        read_message(&mut socket).expect("echo"),
+        Message::text("before shutdown")
+    );
+
+    let asked = Instant::now();
+    pipelock.signal(libc::SIGTERM).expect("SIGTERM");
+    match read_message(&mut socket) {
+        Ok(Message::Close(Some(frame))) => {
+            assert_eq!(frame.code, CloseCode::Away, "{frame:?}");
+            assert!(frame.reason.contains("shutting down"), "{frame:?}");
+        }
+        other => panic!("expected close 1001, got {other:?}"),
+    }
+    // Reading on sends tungstenite's answer to the close; then the client hangs up, as a
+    // client does once the closing handshake is done.
+    while socket.read().is_ok() {}
+    drop(socket);
+
+    let status = pipelock.wait_exit(Duration::from_secs(15)).expect("exit");
+    assert!(status.success(), "exit status {status}");
+    assert!(
+        asked.elapsed() < Duration::from_secs(3),
+        "shutdown took {:?}: the session did not close promptly",
+        asked.elapsed()
+    );
+    // The upstream was told 1001 too.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !upstream.events().contains(&WsEvent::Close(Some(1001))) {
+        assert!(
+            Instant::now() < deadline,
+            "the upstream got no close 1001: {:?}",
+            upstream.events()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The process waited for the session: it ended before the shutdown completed, and the
+    // grace period was not needed.
+    let logs = pipelock.stdout_lines();
+    let closed = logs
+        .iter()
+        .position(|l| l.contains("WebSocket session closed") && l.contains("shutting down"));
+    let complete = logs.iter().position(|l| l.contains("shutdown complete"));
+    assert!(
+        matches!((closed, complete), (Some(c), Some(d)) if c < d),
+        "{}",
+        logs.join("\n")
+    );
 }

@@ -56,9 +56,10 @@ async fn serve_config(config: Config, source: String) -> anyhow::Result<()> {
         .then(|| PathBuf::from(&config.tls_interception.upstream_ca_file));
     let upstream_tls = match crate::tls::upstream_client_config(extra_ca.as_deref()) {
         Ok(tls) => Some(tls),
-        // Interception cannot work without it; /fetch of https URLs then answers 502.
+        // Interception cannot work without it; /fetch of https URLs and wss:// WebSocket
+        // targets then answer 502.
         Err(error) if !config.tls_interception.enabled && extra_ca.is_none() => {
-            tracing::warn!(%error, "no TLS to origins: https URLs cannot be fetched");
+            tracing::warn!(%error, "no TLS to origins: https URLs cannot be fetched, wss:// targets cannot be reached");
             None
         }
         Err(error) => return Err(error).context("cannot set up TLS to origins (tls_interception)"),

@@ -33,15 +33,16 @@ pub struct ServerState {
     pub scanner: Arc<Scanner>,
     /// TLS interception of CONNECT tunnels, when `tls_interception.enabled`.
     pub interceptor: Option<Arc<crate::tls::Interceptor>>,
-    /// TLS towards origins (intercepted tunnels, `/fetch` of https URLs); `None` when no
-    /// root certificate could be loaded.
+    /// TLS towards origins (intercepted tunnels, `/fetch` of https URLs, `wss://` WebSocket
+    /// targets); `None` when no root certificate could be loaded.
     pub upstream_tls: Option<Arc<rustls::ClientConfig>>,
     /// Open CONNECT tunnels, at most [`MAX_TUNNELS`] (the reference's cap).
     pub tunnel_slots: Arc<tokio::sync::Semaphore>,
-    /// Set to `true` when shutting down; tunnels watch it and close.
+    /// Set to `true` when shutting down; tunnels and WebSocket sessions watch it and close.
     pub stopping: tokio::sync::watch::Sender<bool>,
-    /// WebSocket proxy sessions holding a slot now (`websocket_proxy.max_concurrent_connections`).
-    pub websocket_sessions: std::sync::atomic::AtomicUsize,
+    /// WebSocket proxy sessions holding a slot now (`websocket_proxy.max_concurrent_connections`);
+    /// a watch channel so that shutdown can wait for it to reach zero.
+    pub websocket_sessions: tokio::sync::watch::Sender<usize>,
     /// Idle keep-alive connections to origins.
     pub pool: Arc<crate::proxy::forward::pool::Pool>,
 }
@@ -68,7 +69,7 @@ impl ServerState {
             interceptor,
             upstream_tls,
             tunnel_slots: Arc::new(tokio::sync::Semaphore::new(MAX_TUNNELS)),
-            websocket_sessions: std::sync::atomic::AtomicUsize::new(0),
+            websocket_sessions: tokio::sync::watch::channel(0).0,
             pool: Arc::default(),
             stopping: tokio::sync::watch::channel(false).0,
         }
@@ -213,9 +214,16 @@ pub async fn serve(
         let all = u32::try_from(MAX_TUNNELS).unwrap_or(u32::MAX);
         let _ = state.tunnel_slots.acquire_many(all).await;
     };
+    // WebSocket sessions close both sides with 1001 on `stopping`; each gives its slot back
+    // once its closing handshakes are done.
+    let websockets_closed = async {
+        let mut open = state.websocket_sessions.subscribe();
+        let _ = open.wait_for(|open| *open == 0).await;
+    };
     let drained = async {
         all_done.recv().await;
         tunnels_closed.await;
+        websockets_closed.await;
     };
     tokio::select! {
         () = drained => tracing::info!("shutdown complete"),

@@ -1,4 +1,5 @@
-//! TLS towards origins while intercepting: certificates are verified against the system's
+//! TLS towards origins (intercepted tunnels, `/fetch` of https URLs, `wss://` WebSocket
+//! targets): certificates are verified against the system's
 //! roots (`/etc/ssl/certs`, or `SSL_CERT_FILE`/`SSL_CERT_DIR` when set) plus, optionally, the
 //! CAs in `tls_interception.upstream_ca_file`. Pipelock speaks HTTP/1.1 to origins.
 

@@ -7,7 +7,13 @@
 //! The ClientHello's server name must match the CONNECT host when `sni_verification` is on,
 //! and every request's `Host` (or `:authority`) must name the CONNECT host, so a tunnel opened
 //! for one site cannot carry requests for another.
+//!
+//! An HTTP/1.1 `Upgrade: websocket` request inside the tunnel goes to the WebSocket proxy
+//! ([`super::websocket`]) as a `wss://` session to the tunnel's host, with every message
+//! scanned; the connection then belongs to that session. Other upgrades, and WebSockets over
+//! HTTP/2 (extended CONNECT, which Pipelock does not advertise), are refused with 501.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,11 +21,12 @@ use hyper::body::Incoming;
 use hyper::server::conn::http2;
 use hyper::service::service_fn;
 use hyper::upgrade::Upgraded;
-use hyper::{Request, Response, StatusCode};
+use hyper::{Method, Request, Response, StatusCode, Version};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio_rustls::LazyConfigAcceptor;
 
 use super::http::{exchange, Target};
+use super::websocket;
 use crate::proxy::response::{self, Body};
 use crate::proxy::ServerState;
 use crate::tls::Interceptor;
@@ -72,10 +79,20 @@ pub(super) async fn serve(
     let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
     let service_state = Arc::clone(&state);
     let service_target = target.clone();
+    // Set when a request was answered 101: the connection then belongs to a WebSocket session.
+    let handed_over = Arc::new(AtomicBool::new(false));
+    let service_handed_over = Arc::clone(&handed_over);
     let service = service_fn(move |request: Request<Incoming>| {
         let state = Arc::clone(&service_state);
         let target = service_target.clone();
-        async move { Ok::<_, std::convert::Infallible>(handle(state, target, request).await) }
+        let handed_over = Arc::clone(&service_handed_over);
+        async move {
+            let response = handle(state, target, request).await;
+            if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+                handed_over.store(true, Ordering::Release);
+            }
+            Ok::<_, std::convert::Infallible>(response)
+        }
     });
     let io = TokioIo::new(tls);
     let served = if h2 {
@@ -91,18 +108,20 @@ pub(super) async fn serve(
             .timer(TokioTimer::new())
             .header_read_timeout(idle)
             .keep_alive(true);
-        tokio::time::timeout(max, builder.serve_connection(io, service)).await
+        let connection = builder.serve_connection(io, service).with_upgrades();
+        tokio::time::timeout(max, connection).await
     };
     match served {
         Err(_) => "max tunnel time",
         Ok(Err(error)) if error.is_timeout() => "idle timeout",
         Ok(Err(_)) => "connection error",
+        Ok(Ok(())) if handed_over.load(Ordering::Acquire) => "handed over to a WebSocket session",
         Ok(Ok(())) => "closed",
     }
 }
 
 /// One decrypted request: its `Host` must name the tunnel's host, then it is scanned and
-/// forwarded like any proxied request.
+/// forwarded like any proxied request, or, for a WebSocket upgrade, opens a scanned session.
 async fn handle(
     state: Arc<ServerState>,
     target: Target,
@@ -133,17 +152,40 @@ async fn handle(
             "the request's Host does not match the CONNECT target; nothing was forwarded",
         );
     }
-    if request.headers().contains_key(hyper::header::UPGRADE) {
-        state
-            .metrics
-            .record_proxy_request(target.kind(), "block", "request");
-        return response::error(
-            StatusCode::NOT_IMPLEMENTED,
+    let upgrade = request.headers().contains_key(hyper::header::UPGRADE);
+    if request.version() == Version::HTTP_2 && (upgrade || request.method() == Method::CONNECT) {
+        return not_implemented(
+            &state,
+            &target,
+            "websocket_over_http2_not_supported",
+            "CONNECT and upgrades over HTTP/2, WebSockets by extended CONNECT included, are not proxied inside intercepted tunnels; open WebSockets over HTTP/1.1 (ALPN http/1.1); nothing was forwarded",
+        );
+    }
+    if websocket::is_upgrade(&request) {
+        return websocket::intercepted_upgrade(state, &target, request).await;
+    }
+    if upgrade {
+        return not_implemented(
+            &state,
+            &target,
             "upgrade_not_supported",
-            "protocol upgrades inside intercepted tunnels are not proxied; nothing was forwarded",
+            "protocol upgrades other than WebSocket are not proxied inside intercepted tunnels; nothing was forwarded",
         );
     }
     exchange(state, target, request).await
+}
+
+/// A request inside the tunnel that Pipelock cannot proxy: 501, counted.
+fn not_implemented(
+    state: &ServerState,
+    target: &Target,
+    code: &str,
+    message: &str,
+) -> Response<Body> {
+    state
+        .metrics
+        .record_proxy_request(target.kind(), "block", "request");
+    response::error(StatusCode::NOT_IMPLEMENTED, code, message)
 }
 
 /// Whether `named` (`host[:port]`, IPv6 bracketed) is the target's host and port.

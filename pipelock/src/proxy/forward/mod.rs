@@ -3,8 +3,8 @@
 //! TLS interception (`tls_interception.enabled`, hosts outside `passthrough_domains`: every
 //! request inside is scanned like a plain one) or an opaque relay (Pipelock then sees no path,
 //! body or response inside the tunnel);
-//! absolute-URI WebSocket upgrades go to the WebSocket proxy ([`websocket`]), which also
-//! serves `/ws?url=…`.
+//! absolute-URI WebSocket upgrades, and HTTP/1.1 WebSocket upgrades inside intercepted
+//! tunnels, go to the WebSocket proxy ([`websocket`]), which also serves `/ws?url=…`.
 //!
 //! Every request passes the same gates in order: URL layers, the per-site rate limit and data
 //! budget, headers and body (DLP), then name resolution with the SSRF check on the resolved

@@ -24,7 +24,7 @@ use hyper::header::{
 use hyper::upgrade::Upgraded;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
 use super::super::headers::copy_end_to_end;
@@ -222,18 +222,22 @@ pub fn check_upstream_answer(
     }
 }
 
-/// Performs the upstream handshake over `stream` (already connected to a vetted address)
-/// within `timeout`; returns the upgraded connection and the chosen subprotocol.
+/// Performs the upstream handshake over `stream` (connected to a vetted address, plain for
+/// `ws://` or TLS for `wss://`) within `timeout`; returns the upgraded connection and the
+/// chosen subprotocol.
 ///
 /// # Errors
 /// The exchange failed or the answer is not an acceptable 101.
-pub async fn open_upstream(
-    stream: TcpStream,
+pub async fn open_upstream<S>(
+    stream: S,
     request: Request<Empty<Bytes>>,
     key: &str,
     offered: &[String],
     timeout: Duration,
-) -> Result<(Upgraded, Option<HeaderValue>), UpstreamHandshakeError> {
+) -> Result<(Upgraded, Option<HeaderValue>), UpstreamHandshakeError>
+where
+    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
     let exchange = async {
         let (mut sender, connection) =
             hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;

@@ -1,26 +1,29 @@
-//! The WebSocket proxy (`websocket_proxy`, off by default). Two front doors on the main
-//! listener lead here:
+//! The WebSocket proxy (`websocket_proxy`, off by default). Three front doors lead here:
 //!
-//! - `GET /ws?url=ws://host:port/path`, the reference's endpoint;
-//! - a forward-proxy request `GET http://host/path` with `Upgrade: websocket`.
+//! - `GET /ws?url=ws://host:port/path` (or `wss://`), the reference's endpoint;
+//! - a forward-proxy request `GET http://host/path` with `Upgrade: websocket`;
+//! - an HTTP/1.1 `Upgrade: websocket` request inside an intercepted CONNECT tunnel (its
+//!   `Host` already checked against the CONNECT host), a `wss://` session to that host.
 //!
-//! Both walk the same phases, in order: the section must be on; the client's handshake must
+//! All walk the same phases, in order: the section must be on; the client's handshake must
 //! be a WebSocket one; the target URL goes through every URL layer, the per-site rate limit
 //! and data budget, and the request headers through DLP, as an HTTP request would; the
 //! session takes one of `max_concurrent_connections` slots; the host is resolved, the
-//! addresses SSRF-checked, and the address that passed is the one connected to; Pipelock
-//! performs the upstream handshake itself ([`handshake`]), answers the client 101, and relays
-//! messages, scanning each one ([`relay`], which documents what is and is not scanned).
+//! addresses SSRF-checked, and the address that passed is the one connected to (over TLS
+//! for `wss://`, verified for the target's host); Pipelock performs the upstream handshake
+//! itself ([`handshake`]), answers the client 101, and relays messages ([`session`]), scanning
+//! each one ([`relay`], which documents what is and is not scanned).
 //!
 //! A refusal before the upgrade is an HTTP answer with a JSON body: 403 (disabled, blocked),
 //! 429 (rate limit), 400 (not a WebSocket handshake, bad target), 503 (`websocket_limit`),
-//! 502 (upstream failures and, for now, `wss://` targets).
+//! 502 (upstream failures, `upstream_tls_failed` when a `wss://` origin's certificate does
+//! not verify).
 
 mod handshake;
 mod relay;
+mod session;
 mod target;
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -29,7 +32,8 @@ use hyper::header::{HeaderValue, UPGRADE};
 use hyper::{Request, Response, StatusCode};
 
 use self::handshake::{ClientHandshake, UpstreamHandshakeError};
-use self::relay::{Limits, Relay};
+use self::relay::Limits;
+use self::session::{Session, Slot};
 use self::target::{Target, TargetError};
 use super::dial;
 use super::headers::scan_request_headers;
@@ -39,8 +43,6 @@ use crate::proxy::ServerState;
 
 /// The `kind` label of WebSocket sessions in `pipelock_proxy_requests_total`.
 const KIND: &str = "websocket";
-/// How long the client may take to complete its side of the upgrade once answered 101.
-const CLIENT_UPGRADE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Whether a forward-proxy request asks to upgrade to a WebSocket.
 #[must_use]
@@ -69,6 +71,24 @@ pub async fn forward_upgrade(
     open(state, request, raw).await
 }
 
+/// An upgrade request inside an intercepted CONNECT tunnel to `tunnel`: the target is
+/// `wss://` at the tunnel's host and port with the request's path, reached over TLS like
+/// any `wss://` target.
+pub(super) async fn intercepted_upgrade(
+    state: Arc<ServerState>,
+    tunnel: &super::http::Target,
+    request: Request<Incoming>,
+) -> Response<Body> {
+    let path = request
+        .uri()
+        .path_and_query()
+        .map_or("/", hyper::http::uri::PathAndQuery::as_str);
+    let raw = Ok(format!("wss://{}{path}", tunnel.authority()));
+    open(state, request, raw).await
+}
+
+/// The one path of every session, whatever the front door: the gates, the upstream
+/// handshake, the client's 101, and the relay.
 async fn open(
     state: Arc<ServerState>,
     mut request: Request<Incoming>,
@@ -111,11 +131,7 @@ async fn open(
     if judged.block.is_some() {
         return judged.refuse(&state, KIND, StatusCode::FORBIDDEN, "websocket");
     }
-    // 5. Upstream TLS.
-    if target.tls {
-        return wss_not_yet_supported(&state, &target);
-    }
-    // 6. A session slot.
+    // 5. A session slot.
     let Some(slot) = Slot::take(&state) else {
         state.metrics.record_proxy_request(KIND, "block", "limit");
         return response::error(
@@ -127,23 +143,16 @@ async fn open(
             ),
         );
     };
-    // 7. Resolve, check the addresses, connect to one that passed.
-    let resolved = match dial::resolve(&state, &target.host, target.port).await {
+    // 6. Resolve, check the addresses, connect to one that passed.
+    let resolved = match dial::resolve_or_refuse(&state, KIND, &target.host, target.port).await {
         Ok(resolved) => resolved,
-        Err(error) => {
-            state.metrics.record_proxy_request(KIND, "error", "dns");
-            return response::error(
-                StatusCode::BAD_GATEWAY,
-                "resolve_failed",
-                &format!("cannot resolve {}: {error}", target.host),
-            );
-        }
+        Err(refusal) => return refusal,
     };
     judged.add(&state, resolved.findings, true);
     if judged.block.is_some() {
         return judged.refuse(&state, KIND, StatusCode::FORBIDDEN, "websocket");
     }
-    let stream = match dial::connect(&resolved.addrs).await {
+    let tcp = match dial::connect(&resolved.addrs).await {
         Ok(stream) => stream,
         Err(error) => {
             return upstream_error(
@@ -153,7 +162,10 @@ async fn open(
             )
         }
     };
-    // 8. The upstream handshake, with Pipelock's own key.
+    // 7. The upstream handshake, with Pipelock's own key; for `wss://` over TLS verified for
+    //    the target's host (its name as SNI, the certificate against the system roots plus
+    //    `tls_interception.upstream_ca_file`). A TLS failure refuses the session: there is
+    //    no fallback to plain text.
     let key = tokio_tungstenite::tungstenite::handshake::client::generate_key();
     let upstream_request = match handshake::upstream_request(
         request.headers(),
@@ -165,8 +177,25 @@ async fn open(
         Err(error) => return upstream_error(&state, "upstream_failed", &error.to_string()),
     };
     let timeout = Duration::from_secs(state.config.fetch_proxy.timeout_seconds.max(1));
-    let opened =
-        handshake::open_upstream(stream, upstream_request, &key, client.protocols(), timeout).await;
+    let offered = client.protocols();
+    let opened = if target.tls {
+        let tls = match dial::connect_tls(&state, &target.host, tcp).await {
+            Ok(tls) => tls,
+            Err(error) => {
+                return upstream_error(
+                    &state,
+                    "upstream_tls_failed",
+                    &format!(
+                        "TLS with {} failed: {error}; nothing was forwarded",
+                        target.authority
+                    ),
+                )
+            }
+        };
+        handshake::open_upstream(tls, upstream_request, &key, offered, timeout).await
+    } else {
+        handshake::open_upstream(tcp, upstream_request, &key, offered, timeout).await
+    };
     let (upstream, protocol) = match opened {
         Ok(opened) => opened,
         Err(error @ UpstreamHandshakeError::Extension(_)) => {
@@ -177,7 +206,7 @@ async fn open(
         }
     };
 
-    // 9. The client's 101, then the relay.
+    // 8. The client's 101, then the relay.
     let (verdict, scanner) = judged.outcome();
     state.metrics.record_proxy_request(KIND, verdict, &scanner);
     for warning in &judged.warnings {
@@ -189,49 +218,14 @@ async fn open(
             answer.headers_mut().insert("x-pipelock-warning", value);
         }
     }
-    let limits = Limits::from_config(&state);
-    tokio::spawn(async move {
-        let _slot = slot;
-        let client = match tokio::time::timeout(CLIENT_UPGRADE_TIMEOUT, on_client_upgrade).await {
-            Ok(Ok(upgraded)) => upgraded,
-            Ok(Err(error)) => {
-                tracing::debug!(%error, "client WebSocket upgrade failed");
-                return;
-            }
-            Err(_) => {
-                tracing::debug!("client WebSocket upgrade timed out");
-                return;
-            }
-        };
-        tracing::info!(target_host = %target.host, path = %target.path_and_query, "WebSocket session opened");
-        let started = Instant::now();
-        let relay = Relay::new(Arc::clone(&state), target.host.clone(), limits);
-        let ended = relay.run(client, upstream).await;
-        tracing::info!(
-            target_host = %target.host,
-            reason = %ended.reason,
-            messages_out = ended.messages_out,
-            messages_in = ended.messages_in,
-            seconds = started.elapsed().as_secs_f64(),
-            "WebSocket session closed"
-        );
-    });
+    let session = Session {
+        slot,
+        target,
+        upstream,
+        limits: Limits::from_config(&state),
+    };
+    tokio::spawn(session.run(state, on_client_upgrade));
     answer
-}
-
-/// The one place `wss://` targets stop: upstream TLS is not built yet. When it is, the
-/// vetted TCP stream is wrapped in TLS (server name `target.host`) before the upstream
-/// handshake, and this refusal goes.
-fn wss_not_yet_supported(state: &ServerState, target: &Target) -> Response<Body> {
-    state.metrics.record_proxy_request(KIND, "error", "wss");
-    response::error(
-        StatusCode::BAD_GATEWAY,
-        "wss_not_yet_supported",
-        &format!(
-            "wss:// upstreams ({}) are not supported yet: this build has no upstream TLS for WebSockets",
-            target.authority
-        ),
-    )
 }
 
 fn bad_request(state: &ServerState, code: &str, message: &str) -> Response<Body> {
@@ -244,34 +238,4 @@ fn upstream_error(state: &ServerState, code: &str, message: &str) -> Response<Bo
         .metrics
         .record_proxy_request(KIND, "error", "upstream");
     response::error(StatusCode::BAD_GATEWAY, code, message)
-}
-
-/// One of the `max_concurrent_connections` session slots, given back when dropped.
-struct Slot {
-    state: Arc<ServerState>,
-}
-
-impl Slot {
-    /// Takes a slot, or `None` when all are taken.
-    fn take(state: &Arc<ServerState>) -> Option<Self> {
-        let cap = usize::try_from(state.config.websocket_proxy.max_concurrent_connections)
-            .unwrap_or(usize::MAX);
-        state
-            .websocket_sessions
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |open| {
-                (open < cap).then_some(open + 1)
-            })
-            .ok()?;
-        state.metrics.websockets(1);
-        Some(Self {
-            state: Arc::clone(state),
-        })
-    }
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        self.state.websocket_sessions.fetch_sub(1, Ordering::AcqRel);
-        self.state.metrics.websockets(-1);
-    }
 }

@@ -16,7 +16,7 @@
 //! - pings are answered by each side's own WebSocket (they are not relayed), pongs dropped;
 //!   a close from one side is passed to the other;
 //! - `idle_timeout_seconds` without a message either way, or `max_connection_seconds` in
-//!   all, close both sides with 1001.
+//!   all, close both sides with 1001, as does Pipelock shutting down.
 //!
 //! Not scanned: a secret or an injection split across *separate* messages (each message is
 //! judged alone), and binary payloads.
@@ -174,6 +174,15 @@ impl Relay {
         let started = tokio::time::Instant::now();
         let deadline = started + self.limits.max;
         let mut last_message = started;
+        let mut stopping = self.state.stopping.subscribe();
+        let shutdown = async move {
+            // The sender lives in the state this relay holds, so the wait ends only when
+            // Pipelock shuts down (or had already begun to).
+            if stopping.wait_for(|stop| *stop).await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        };
+        tokio::pin!(shutdown);
         let next = loop {
             let idle_at = last_message + self.limits.idle;
             let next = tokio::select! {
@@ -192,6 +201,10 @@ impl Relay {
                 () = tokio::time::sleep_until(deadline) => Next::End(Ending::both(
                     CloseCode::Away,
                     "connection time limit (websocket_proxy.max_connection_seconds)",
+                )),
+                () = &mut shutdown => Next::End(Ending::both(
+                    CloseCode::Away,
+                    "pipelock is shutting down",
                 )),
             };
             if !matches!(next, Next::Relay) {
