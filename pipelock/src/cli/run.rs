@@ -74,6 +74,7 @@ async fn serve_config(config: Config, source: String) -> anyhow::Result<()> {
     };
     let shutdown = shutdown_signal()?;
     let separate_metrics = !config.metrics_listen.trim().is_empty();
+    let separate_api = !config.kill_switch.api_listen.trim().is_empty();
     let mut listeners = vec![
         Listener::bind(
             "main",
@@ -82,6 +83,7 @@ async fn serve_config(config: Config, source: String) -> anyhow::Result<()> {
                 health: true,
                 metrics: !separate_metrics,
                 proxy: true,
+                kill_switch_api: !separate_api,
             },
         )
         .await?,
@@ -95,6 +97,22 @@ async fn serve_config(config: Config, source: String) -> anyhow::Result<()> {
                     health: false,
                     metrics: true,
                     proxy: false,
+                    kill_switch_api: false,
+                },
+            )
+            .await?,
+        );
+    }
+    if separate_api {
+        listeners.push(
+            Listener::bind(
+                "kill_switch_api",
+                &config.kill_switch.api_listen,
+                Routes {
+                    health: false,
+                    metrics: false,
+                    proxy: false,
+                    kill_switch_api: true,
                 },
             )
             .await?,
@@ -129,7 +147,24 @@ async fn serve_config(config: Config, source: String) -> anyhow::Result<()> {
         interceptor,
         upstream_tls,
     ));
+    let kill_switch = Arc::clone(&state.kill_switch);
+    let sources = crate::killswitch::sources::watch(Arc::clone(&kill_switch))
+        .context("cannot handle SIGUSR1 (the kill switch's signal)")?;
+    let sources = tokio::spawn(sources);
+    let metrics = state.metrics.clone();
+    let mut changes = kill_switch.subscribe();
+    let reporter = tokio::spawn(async move {
+        loop {
+            let active = *changes.borrow_and_update();
+            metrics.set_kill_switch(active);
+            if changes.changed().await.is_err() {
+                return;
+            }
+        }
+    });
     serve(listeners, state, shutdown).await;
+    sources.abort();
+    reporter.abort();
     Ok(())
 }
 
@@ -176,11 +211,8 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
 /// Sections the config enables that this build cannot serve yet, so the operator is told
 /// rather than left to assume they are active.
 fn features_not_yet_served(config: &Config) -> Vec<&'static str> {
-    [
-        (config.reverse_proxy.enabled, "reverse_proxy"),
-        (config.kill_switch.enabled, "kill_switch"),
-    ]
-    .into_iter()
-    .filter_map(|(enabled, name)| enabled.then_some(name))
-    .collect()
+    [(config.reverse_proxy.enabled, "reverse_proxy")]
+        .into_iter()
+        .filter_map(|(enabled, name)| enabled.then_some(name))
+        .collect()
 }

@@ -83,6 +83,14 @@ pub fn validate(config: &Config) -> Result<(), Problem> {
             ));
         }
     }
+    for (i, entry) in config.kill_switch.allowlist_ips.iter().enumerate() {
+        if crate::killswitch::parse_allowed(entry).is_none() {
+            return Err(problem(
+                root.key("kill_switch").key("allowlist_ips").index(i),
+                format!("{entry:?} is not an IP address or a CIDR such as 10.0.0.0/8"),
+            ));
+        }
+    }
     if matches!(config.logging.output, LogOutput::File | LogOutput::Both)
         && config.logging.file.trim().is_empty()
     {

@@ -1,9 +1,11 @@
-//! Pipelock's own endpoints on the main listener: `/health`, `/metrics`, `/fetch`, and the
-//! WebSocket proxy's `/ws?url=…`.
+//! Pipelock's own endpoints on the main listener: `/health`, `/metrics`, `/fetch`, the
+//! WebSocket proxy's `/ws?url=…` and the kill-switch API; and the kill switch's refusal of
+//! everything else while it is active.
 //!
 //! Routing happens here so that each request is answered by exactly one named endpoint, and
 //! each answer is counted once in `pipelock_http_requests_total`.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -21,6 +23,8 @@ pub struct Routes {
     pub metrics: bool,
     /// The forward proxy (CONNECT and absolute URIs) and the WebSocket proxy (`/ws`).
     pub proxy: bool,
+    /// The kill-switch API (`/api/v1/killswitch`), when a token is configured.
+    pub kill_switch_api: bool,
 }
 
 /// Answers one request on a listener that serves `routes`: a proxy request (CONNECT or an
@@ -29,9 +33,28 @@ pub struct Routes {
 pub async fn route(
     state: Arc<ServerState>,
     routes: Routes,
+    peer: SocketAddr,
     request: Request<Incoming>,
 ) -> Response<Body> {
     let proxy_request = request.method() == Method::CONNECT || request.uri().scheme().is_some();
+    let path = request.uri().path();
+    if !proxy_request
+        && path.starts_with(super::killswitch_api::PREFIX)
+        && routes.kill_switch_api
+        && state.kill_switch.api_enabled()
+    {
+        let exempt = state.kill_switch.exemptions().api;
+        if exempt || state.kill_switch.active().is_none() {
+            let response = super::killswitch_api::handle(&state, request).await;
+            state
+                .metrics
+                .record_http_request("killswitch_api", response.status().as_u16());
+            return response;
+        }
+    }
+    if let Some(refusal) = kill_switch_refusal(&state, routes, peer, &request, proxy_request) {
+        return refusal;
+    }
     if proxy_request && routes.proxy {
         return super::forward::handle(state, request).await;
     }
@@ -50,6 +73,48 @@ pub async fn route(
         .metrics
         .record_http_request(endpoint, response.status().as_u16());
     response
+}
+
+/// The 503 `kill_switch_active` answer, unless the switch is off, the client is in
+/// `allowlist_ips`, or the request is for an exempt endpoint of Pipelock's own.
+fn kill_switch_refusal(
+    state: &ServerState,
+    routes: Routes,
+    peer: SocketAddr,
+    request: &Request<Incoming>,
+    proxy_request: bool,
+) -> Option<Response<Body>> {
+    let switch = &state.kill_switch;
+    let source = switch.active()?;
+    if switch.exempt_client(peer.ip()) {
+        return None;
+    }
+    let exempt = switch.exemptions();
+    let path = request.uri().path();
+    let endpoint = if proxy_request {
+        if request.method() == Method::CONNECT {
+            "connect"
+        } else {
+            "http"
+        }
+    } else {
+        match path {
+            "/health" if routes.health && exempt.health => return None,
+            "/metrics" if routes.metrics && exempt.metrics => return None,
+            "/fetch" => "fetch",
+            "/ws" => "websocket",
+            _ => "endpoint",
+        }
+    };
+    state
+        .metrics
+        .record_proxy_request(endpoint, "block", "kill_switch");
+    tracing::warn!(source = source.name(), %peer, endpoint, "refused: kill switch active");
+    Some(response::error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "kill_switch_active",
+        switch.message(),
+    ))
 }
 
 fn dispatch(

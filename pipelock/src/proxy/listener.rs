@@ -45,6 +45,8 @@ pub struct ServerState {
     pub websocket_sessions: tokio::sync::watch::Sender<usize>,
     /// Idle keep-alive connections to origins.
     pub pool: Arc<crate::proxy::forward::pool::Pool>,
+    /// The emergency deny-all switch (`kill_switch`).
+    pub kill_switch: Arc<crate::killswitch::KillSwitch>,
 }
 
 /// How many CONNECT tunnels may be open at once (the reference's `maxConcurrentTunnels`).
@@ -60,6 +62,7 @@ impl ServerState {
         interceptor: Option<Arc<crate::tls::Interceptor>>,
         upstream_tls: Option<Arc<rustls::ClientConfig>>,
     ) -> Self {
+        let kill_switch = Arc::new(crate::killswitch::KillSwitch::new(&config.kill_switch));
         Self {
             started: Instant::now(),
             mode: config.mode.to_string(),
@@ -71,6 +74,7 @@ impl ServerState {
             tunnel_slots: Arc::new(tokio::sync::Semaphore::new(MAX_TUNNELS)),
             websocket_sessions: tokio::sync::watch::channel(0).0,
             pool: Arc::default(),
+            kill_switch,
             stopping: tokio::sync::watch::channel(false).0,
         }
     }
@@ -167,7 +171,7 @@ pub async fn serve(
                 let service = service_fn(move |request| {
                     let state = Arc::clone(&state);
                     async move {
-                        Ok::<_, std::convert::Infallible>(endpoints::route(state, routes, request).await)
+                        Ok::<_, std::convert::Infallible>(endpoints::route(state, routes, peer, request).await)
                     }
                 });
                 let connection = http1::Builder::new()

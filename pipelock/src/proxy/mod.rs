@@ -6,6 +6,7 @@
 
 pub mod endpoints;
 pub mod forward;
+mod killswitch_api;
 pub mod listener;
 pub mod response;
 

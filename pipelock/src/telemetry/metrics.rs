@@ -76,6 +76,7 @@ pub struct Metrics {
     scan_duration: Family<ScanLabels, Histogram>,
     websocket_connections: Gauge,
     websocket_messages: Family<WebsocketMessageLabels, Counter>,
+    kill_switch_active: Gauge,
 }
 
 impl Metrics {
@@ -165,6 +166,12 @@ impl Metrics {
             "WebSocket data messages seen by the WebSocket proxy, by direction and verdict",
             websocket_messages.clone(),
         );
+        let kill_switch_active = Gauge::default();
+        registry.register(
+            "kill_switch_active",
+            "1 while the kill switch refuses every proxied request and connect, else 0",
+            kill_switch_active.clone(),
+        );
 
         Self {
             registry: Arc::new(registry),
@@ -177,7 +184,13 @@ impl Metrics {
             scan_duration,
             websocket_connections,
             websocket_messages,
+            kill_switch_active,
         }
+    }
+
+    /// Whether the kill switch is active.
+    pub fn set_kill_switch(&self, active: bool) {
+        self.kill_switch_active.set(i64::from(active));
     }
 
     /// A client connection opened (`1`) or closed (`-1`).

@@ -110,6 +110,7 @@ pub async fn open(state: Arc<ServerState>, request: Request<Incoming>) -> Respon
     };
     let relay_state = Arc::clone(&state);
     let mut stopping = state.stopping.subscribe();
+    let mut kill_switch = state.kill_switch.subscribe();
     tokio::spawn(async move {
         let _slot = slot;
         let tunnel = async {
@@ -156,6 +157,9 @@ pub async fn open(state: Arc<ServerState>, request: Request<Incoming>) -> Respon
             () = tunnel => {}
             _ = stopping.wait_for(|stop| *stop) => {
                 tracing::info!(target_host = %host, "tunnel closed: shutting down");
+            }
+            Ok(_) = kill_switch.wait_for(|on| *on) => {
+                tracing::warn!(target_host = %host, "tunnel closed: kill switch active");
             }
         }
     });

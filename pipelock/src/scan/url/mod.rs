@@ -29,13 +29,14 @@ const INTERNAL_NAMES: &[&str] = &[
 
 /// A parsed CIDR block.
 #[derive(Debug, Clone, Copy)]
-struct Cidr {
+pub struct Cidr {
     addr: IpAddr,
     prefix: u8,
 }
 
 impl Cidr {
-    fn parse(text: &str) -> Option<Self> {
+    /// `addr/prefix`; `None` when either part does not parse.
+    pub fn parse(text: &str) -> Option<Self> {
         let (addr, prefix) = text.split_once('/')?;
         Some(Self {
             addr: addr.parse().ok()?,
@@ -43,7 +44,14 @@ impl Cidr {
         })
     }
 
-    fn contains(&self, ip: IpAddr) -> bool {
+    /// A bare address as a one-address block (`/32` or `/128`).
+    pub fn host(addr: IpAddr) -> Self {
+        let prefix = if addr.is_ipv4() { 32 } else { 128 };
+        Self { addr, prefix }
+    }
+
+    /// Whether `ip` is in the block (never across address families).
+    pub fn contains(&self, ip: IpAddr) -> bool {
         match (self.addr, ip) {
             (IpAddr::V4(net), IpAddr::V4(ip)) => {
                 let mask = u32::MAX

@@ -183,6 +183,13 @@ impl Relay {
             }
         };
         tokio::pin!(shutdown);
+        let mut kill_switch = self.state.kill_switch.subscribe();
+        let killed = async move {
+            if kill_switch.wait_for(|on| *on).await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        };
+        tokio::pin!(killed);
         let next = loop {
             let idle_at = last_message + self.limits.idle;
             let next = tokio::select! {
@@ -205,6 +212,10 @@ impl Relay {
                 () = &mut shutdown => Next::End(Ending::both(
                     CloseCode::Away,
                     "pipelock is shutting down",
+                )),
+                () = &mut killed => Next::End(Ending::both(
+                    CloseCode::Policy,
+                    "kill switch active",
                 )),
             };
             if !matches!(next, Next::Relay) {
