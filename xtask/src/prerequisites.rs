@@ -31,6 +31,7 @@ const OTHER_PACKAGES: &[&str] = &[
     "python3-websockets",
     "ruby",
     "ruby-faraday",
+    "ruby-httparty",
     "brotli",
     "zstd",
     "openssl",
