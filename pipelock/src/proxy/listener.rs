@@ -45,6 +45,10 @@ pub struct ServerState {
     pub websocket_sessions: tokio::sync::watch::Sender<usize>,
     /// Idle keep-alive connections to origins.
     pub pool: Arc<crate::proxy::forward::pool::Pool>,
+    /// `SO_MARK` of every socket Pipelock opens towards upstreams (origins, the DNS
+    /// resolver), so the interception programs never redirect them: `intercept.mark` while
+    /// `intercept` is active, else `None` (sockets are left as they are).
+    pub socket_mark: Option<u32>,
 }
 
 /// How many CONNECT tunnels may be open at once (the reference's `maxConcurrentTunnels`).
@@ -64,7 +68,6 @@ impl ServerState {
             started: Instant::now(),
             mode: config.mode.to_string(),
             metrics,
-            config,
             scanner,
             interceptor,
             upstream_tls,
@@ -72,6 +75,8 @@ impl ServerState {
             websocket_sessions: tokio::sync::watch::channel(0).0,
             pool: Arc::default(),
             stopping: tokio::sync::watch::channel(false).0,
+            socket_mark: config.intercept.active().then_some(config.intercept.mark),
+            config,
         }
     }
 }

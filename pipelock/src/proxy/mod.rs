@@ -8,5 +8,6 @@ pub mod endpoints;
 pub mod forward;
 pub mod listener;
 pub mod response;
+pub mod socket_mark;
 
 pub use listener::{serve, Listener, ServerState};

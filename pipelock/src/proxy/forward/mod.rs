@@ -13,6 +13,7 @@
 
 mod dial;
 mod fetch;
+mod gates;
 mod headers;
 mod http;
 mod intercept;

@@ -310,9 +310,17 @@ impl UrlScanner {
     /// `host` is in `trusted_domains` or the address is in `ssrf.ip_allowlist`.
     #[must_use]
     pub fn check_resolved(&self, host: &str, addresses: &[IpAddr]) -> Vec<Finding> {
-        if self.trusted.iter().any(|p| matches_domain(p, host)) {
+        if self.is_trusted(host) {
             return Vec::new();
         }
+        self.check_addresses(host, addresses)
+    }
+
+    /// [`Self::check_resolved`] without the `trusted_domains` exception: for addresses that
+    /// did not come from resolving `host` (a transparent connection's original destination
+    /// and the name its client claims).
+    #[must_use]
+    pub fn check_addresses(&self, host: &str, addresses: &[IpAddr]) -> Vec<Finding> {
         addresses
             .iter()
             .filter(|ip| self.is_internal(**ip))
@@ -326,6 +334,12 @@ impl UrlScanner {
                 )
             })
             .collect()
+    }
+
+    /// Whether `host` is in `trusted_domains`.
+    #[must_use]
+    pub fn is_trusted(&self, host: &str) -> bool {
+        self.trusted.iter().any(|p| matches_domain(p, host))
     }
 }
 
