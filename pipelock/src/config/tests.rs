@@ -362,9 +362,8 @@ fn intercept_section_errors_name_line_and_field() {
         error_text("intercept:\n  transparent_port: 9000\n  dns_port: 9000\n"),
         "pipelock.yaml:3:13: intercept.dns_port: 9000 is also intercept.transparent_port; the two listeners need distinct ports"
     );
-    let text = error_text(
-        "fetch_proxy:\n  listen: \"127.0.0.1:8890\"\nintercept:\n  enabled: true\n",
-    );
+    let text =
+        error_text("fetch_proxy:\n  listen: \"127.0.0.1:8890\"\nintercept:\n  enabled: true\n");
     assert!(
         text.starts_with("pipelock.yaml:4:3: intercept.transparent_port: 8890 is also the port of fetch_proxy.listen"),
         "{text}"
@@ -376,7 +375,10 @@ fn intercept_section_errors_name_line_and_field() {
         "pipelock.yaml:2:9: intercept.mark: must not be 0: unmarked sockets are the ones the kernel programs redirect"
     );
     let text = error_text("intercept:\n  mark: -1\n");
-    assert!(text.starts_with("pipelock.yaml:2:9: intercept.mark: -1 is out of range"), "{text}");
+    assert!(
+        text.starts_with("pipelock.yaml:2:9: intercept.mark: -1 is out of range"),
+        "{text}"
+    );
     let text = error_text("intercept:\n  dns_upstream: \"10.0.0.2\"\n");
     assert!(
         text.starts_with("pipelock.yaml:2:17: intercept.dns_upstream: \"10.0.0.2\" is not ip:port"),
@@ -387,9 +389,15 @@ fn intercept_section_errors_name_line_and_field() {
         "pipelock.yaml:4:7: intercept.cgroups[1]: \"relative/app\" is not an absolute path to a cgroup v2 directory"
     );
     let text = error_text("intercept:\n  pin_path: bpf/pipelock\n");
-    assert!(text.starts_with("pipelock.yaml:2:13: intercept.pin_path:"), "{text}");
+    assert!(
+        text.starts_with("pipelock.yaml:2:13: intercept.pin_path:"),
+        "{text}"
+    );
     let text = error_text("intercept:\n  peek_timeout_ms: 0\n");
-    assert!(text.starts_with("pipelock.yaml:2:20: intercept.peek_timeout_ms: 0 is outside"), "{text}");
+    assert!(
+        text.starts_with("pipelock.yaml:2:20: intercept.peek_timeout_ms: 0 is outside"),
+        "{text}"
+    );
     let text = error_text("intercept:\n  allow:\n    - {protocol: sctp, cidr: \"10.0.0.0/8\"}\n");
     assert!(
         text.starts_with("pipelock.yaml:3:18: intercept.allow[0].protocol: unknown value \"sctp\", expected one of: tcp, udp"),
@@ -402,7 +410,9 @@ fn intercept_section_errors_name_line_and_field() {
     );
     let text = error_text("intercept:\n  allow:\n    - {port: 5432}\n");
     assert!(
-        text.starts_with("pipelock.yaml:3:8: intercept.allow[0]: an allow rule needs a destination"),
+        text.starts_with(
+            "pipelock.yaml:3:8: intercept.allow[0]: an allow rule needs a destination"
+        ),
         "{text}"
     );
     let text = error_text("intercept:\n  allow:\n    - {cidr: \"10.0.0.0/8\", host: db}\n");
@@ -411,7 +421,13 @@ fn intercept_section_errors_name_line_and_field() {
         "{text}"
     );
     let text = error_text("intercept:\n  allow:\n    - {host: \"db:5432\"}\n");
-    assert!(text.contains("intercept.allow[0].host: \"db:5432\" is not a host name"), "{text}");
+    assert!(
+        text.contains("intercept.allow[0].host: \"db:5432\" is not a host name"),
+        "{text}"
+    );
     let text = error_text("intercept:\n  transparant_port: 1\n");
-    assert!(text.contains("(did you mean \"transparent_port\"?)"), "{text}");
+    assert!(
+        text.contains("(did you mean \"transparent_port\"?)"),
+        "{text}"
+    );
 }

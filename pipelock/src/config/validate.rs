@@ -323,7 +323,10 @@ fn intercept(config: &Config, path: &FieldPath) -> Result<(), Problem> {
         ));
     }
     if !section.dns_upstream.is_empty()
-        && section.dns_upstream.parse::<std::net::SocketAddr>().is_err()
+        && section
+            .dns_upstream
+            .parse::<std::net::SocketAddr>()
+            .is_err()
     {
         return Err(problem(
             path.key("dns_upstream"),

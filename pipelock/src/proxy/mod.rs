@@ -4,10 +4,12 @@
 //! endpoints, `/health` and `/metrics`, and the forward proxy: absolute-URI HTTP requests and
 //! CONNECT tunnels ([`forward`]).
 
+pub mod dns;
 pub mod endpoints;
 pub mod forward;
 pub mod listener;
 pub mod response;
 pub mod socket_mark;
+pub mod transparent;
 
 pub use listener::{serve, Listener, ServerState};

@@ -45,7 +45,7 @@ impl Target {
             (false, false) => "http",
             (true, false) => "intercepted",
             (false, true) => "transparent",
-            (true, true) => "transparent_tls",
+            (true, true) => "transparent_intercepted",
         }
     }
 

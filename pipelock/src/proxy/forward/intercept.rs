@@ -155,6 +155,18 @@ async fn handle(
             "the request's Host does not match the CONNECT target; nothing was forwarded",
         );
     }
+    dispatch(state, target, request).await
+}
+
+/// A request whose `Host` was checked against `target`: WebSocket upgrades (over HTTP/1.1)
+/// open a scanned session, other upgrades and CONNECT are refused with 501, the rest is
+/// scanned and forwarded like any proxied request. Shared by intercepted tunnels and the
+/// transparent listener.
+pub(crate) async fn dispatch(
+    state: Arc<ServerState>,
+    target: Target,
+    request: Request<Incoming>,
+) -> Response<Body> {
     let upgrade = request.headers().contains_key(hyper::header::UPGRADE);
     if request.version() == Version::HTTP_2 && (upgrade || request.method() == Method::CONNECT) {
         return not_implemented(

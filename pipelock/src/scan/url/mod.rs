@@ -28,14 +28,16 @@ const INTERNAL_NAMES: &[&str] = &[
 ];
 
 /// A parsed CIDR block.
-#[derive(Debug, Clone, Copy)]
-struct Cidr {
-    addr: IpAddr,
-    prefix: u8,
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    pub addr: IpAddr,
+    pub prefix: u8,
 }
 
 impl Cidr {
-    fn parse(text: &str) -> Option<Self> {
+    /// `addr/prefix`; `None` when either part does not parse.
+    #[must_use]
+    pub fn parse(text: &str) -> Option<Self> {
         let (addr, prefix) = text.split_once('/')?;
         Some(Self {
             addr: addr.parse().ok()?,
@@ -43,7 +45,9 @@ impl Cidr {
         })
     }
 
-    fn contains(&self, ip: IpAddr) -> bool {
+    /// Whether `ip` is in the block (an IPv4 address is never in an IPv6 block).
+    #[must_use]
+    pub fn contains(&self, ip: IpAddr) -> bool {
         match (self.addr, ip) {
             (IpAddr::V4(net), IpAddr::V4(ip)) => {
                 let mask = u32::MAX

@@ -77,7 +77,7 @@ pub async fn forward_upgrade(
 /// tunnel (`wss://` at the tunnel's host and port, reached over TLS like any `wss://`
 /// target), or on the transparent listener (`ws://`, or `wss://` when intercepted, to the
 /// connection's original destination), with the request's path.
-pub(super) async fn upgrade_at(
+pub(crate) async fn upgrade_at(
     state: Arc<ServerState>,
     at: &super::http::Target,
     request: Request<Incoming>,
