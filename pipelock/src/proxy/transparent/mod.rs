@@ -222,3 +222,6 @@ fn refuse(state: &ServerState, peer: SocketAddr, original: Option<SocketAddr>, r
         None => tracing::warn!(%peer, reason, "transparent connection closed"),
     }
 }
+
+#[cfg(test)]
+mod tests;
