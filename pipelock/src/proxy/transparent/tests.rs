@@ -213,8 +213,10 @@ async fn tls_is_judged_on_its_server_name_and_the_original_address() {
 
     // An internal original address without ssrf.ip_allowlist: closed, even for a trusted
     // name, unless that name really resolves to the address (no SNI spoofing past SSRF).
-    let mut config = Config::default();
-    config.trusted_domains = vec!["localhost".to_string()];
+    let config = Config {
+        trusted_domains: vec!["localhost".to_string()],
+        ..Config::default()
+    };
     let strict = listener_with(origin, Vec::new(), config.clone()).await;
     assert_eq!(send(strict, &client_hello(Some("example.com"))).await, "");
     assert_eq!(connections(), 0);
