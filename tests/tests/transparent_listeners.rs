@@ -151,7 +151,10 @@ fn dns_queries_are_scanned_forwarded_byte_for_byte_or_refused() {
     }
     let logs = pipelock.stdout_lines().join("\n");
     assert!(logs.contains("DNS query refused"), "{logs}");
-    assert!(logs.contains("dns.label_entropy"), "the entropy rule did not fire:\n{logs}");
+    assert!(
+        logs.contains("dns.label_entropy"),
+        "the entropy rule did not fire:\n{logs}"
+    );
     assert!(
         !logs.contains("AKIAIOSFODNN7EXAMPLE"),
         "a log line carries the secret:\n{logs}"
