@@ -7,6 +7,7 @@
 pub mod cli;
 pub mod config;
 pub mod intercept;
+pub mod killswitch;
 pub mod policy;
 pub mod proxy;
 pub mod scan;

@@ -1,6 +1,7 @@
 //! `pipelock run`: load the config (or the embedded balanced default), set up logging, open the
 //! listeners and serve until SIGTERM or SIGINT.
 
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -9,7 +10,9 @@ use clap::Args;
 
 use super::EXIT_OK;
 use crate::config::{self, Config};
+use crate::proxy::dns::DnsListener;
 use crate::proxy::endpoints::Routes;
+use crate::proxy::transparent::{AllowList, OriginalDestinations, Transparent};
 use crate::proxy::{serve, Listener, ServerState};
 use crate::scan::Scanner;
 use crate::telemetry::{init_logging, Metrics};
@@ -44,11 +47,17 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(serve_config(config, source))?;
+    // The eBPF side's original-destination lookup is wired here once it is attached; without
+    // it the transparent listener refuses every connection.
+    runtime.block_on(serve_config(config, source, None))?;
     Ok(EXIT_OK)
 }
 
-async fn serve_config(config: Config, source: String) -> anyhow::Result<()> {
+async fn serve_config(
+    config: Config,
+    source: String,
+    origins: Option<Arc<dyn OriginalDestinations>>,
+) -> anyhow::Result<()> {
     // Build the scanners and take over the signals before announcing the listeners, so that a
     // client (or a signal) that follows the "listening" line meets a ready server.
     let scanner = Scanner::new(&config).context("cannot build the scanners")?;
@@ -118,6 +127,13 @@ async fn serve_config(config: Config, source: String) -> anyhow::Result<()> {
             .await?,
         );
     }
+    let dns = if config.intercept.active() {
+        let (transparent, dns) = bind_interception(&config, origins).await?;
+        listeners.extend(transparent);
+        Some(dns)
+    } else {
+        None
+    };
 
     let mode = config.mode.to_string();
     tracing::info!(
@@ -138,6 +154,14 @@ async fn serve_config(config: Config, source: String) -> anyhow::Result<()> {
             .local_addr()
             .context("cannot read the bound address")?;
         tracing::info!(listener = listener.name(), addr = %addr, "listening");
+    }
+    if let Some(dns) = &dns {
+        for (name, addr) in ["dns", "dns6"].into_iter().zip(
+            dns.local_addrs()
+                .context("cannot read the DNS listener's address")?,
+        ) {
+            tracing::info!(listener = name, addr = %addr, "listening");
+        }
     }
 
     let state = Arc::new(ServerState::new(
@@ -162,10 +186,49 @@ async fn serve_config(config: Config, source: String) -> anyhow::Result<()> {
             }
         }
     });
+    let dns = dns.map(|dns| tokio::spawn(dns.serve(Arc::clone(&state))));
     serve(listeners, state, shutdown).await;
     sources.abort();
     reporter.abort();
+    if let Some(dns) = dns {
+        // It stops once `serve` has set `stopping`.
+        let _ = dns.await;
+    }
     Ok(())
+}
+
+/// The listeners of transparent interception (`intercept` active): the transparent
+/// listener on 127.0.0.1 and [::1], and the DNS listener. `origins` is the eBPF side's
+/// original-destination lookup; without it every transparent connection is refused.
+async fn bind_interception(
+    config: &Config,
+    origins: Option<Arc<dyn OriginalDestinations>>,
+) -> anyhow::Result<(Vec<Listener>, DnsListener)> {
+    let section = &config.intercept;
+    let allow = AllowList::resolve(&section.allow)
+        .await
+        .context("cannot prepare intercept.allow")?;
+    let upstream = crate::proxy::dns::upstream_from_config(section)
+        .context("cannot start the DNS listener")?;
+    if origins.is_none() {
+        tracing::warn!("transparent listener: no eBPF interception attached; every connection it accepts is refused");
+    }
+    let transparent = Arc::new(Transparent::new(
+        origins,
+        allow,
+        std::time::Duration::from_millis(section.peek_timeout_ms),
+    ));
+    let mut listeners = Vec::new();
+    for (name, ip) in [
+        ("transparent", IpAddr::V4(Ipv4Addr::LOCALHOST)),
+        ("transparent6", IpAddr::V6(Ipv6Addr::LOCALHOST)),
+    ] {
+        let addr = SocketAddr::new(ip, section.transparent_port);
+        listeners.push(Listener::bind_transparent(name, addr, Arc::clone(&transparent)).await?);
+    }
+    let dns = DnsListener::bind(section.dns_port, upstream).await?;
+    tracing::info!(%upstream, "DNS queries are forwarded to this resolver");
+    Ok((listeners, dns))
 }
 
 /// Raises the soft limit on open files to the hard limit: each proxied connection or tunnel
@@ -211,8 +274,14 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
 /// Sections the config enables that this build cannot serve yet, so the operator is told
 /// rather than left to assume they are active.
 fn features_not_yet_served(config: &Config) -> Vec<&'static str> {
-    [(config.reverse_proxy.enabled, "reverse_proxy")]
-        .into_iter()
-        .filter_map(|(enabled, name)| enabled.then_some(name))
-        .collect()
+    [
+        (config.reverse_proxy.enabled, "reverse_proxy"),
+        (
+            !config.intercept.cgroups.is_empty(),
+            "intercept.cgroups (attaching the eBPF programs)",
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(enabled, name)| enabled.then_some(name))
+    .collect()
 }

@@ -143,6 +143,20 @@ impl Config {
                 }
                 .to_string(),
             ),
+            (
+                "intercept",
+                if self.intercept.active() {
+                    format!(
+                        "enabled, {} cgroups, transparent port {}, DNS port {}, {} allow rules",
+                        self.intercept.cgroups.len(),
+                        self.intercept.transparent_port,
+                        self.intercept.dns_port,
+                        self.intercept.allow.len()
+                    )
+                } else {
+                    "disabled".to_string()
+                },
+            ),
             ("trusted_domains", self.trusted_domains.len().to_string()),
             (
                 "logging",

@@ -317,3 +317,117 @@ fn load_file_names_the_file() {
         "{error}"
     );
 }
+
+#[test]
+fn intercept_section_defaults_and_values() {
+    let defaults = Config::default().intercept;
+    assert!(!defaults.active());
+    assert_eq!(
+        (defaults.transparent_port, defaults.dns_port, defaults.mark),
+        (8890, 8853, 0x0050_4c4b)
+    );
+    assert_eq!(defaults.pin_path, "/sys/fs/bpf/pipelock");
+    assert_eq!(defaults.peek_timeout_ms, 5000);
+    let config = load_str(
+        "intercept:\n  cgroups: [/sys/fs/cgroup/app]\n  transparent_port: 9890\n  dns_port: 9853\n  dns_upstream: \"[::1]:53\"\n  mark: 0x1234\n  allow:\n    - {protocol: tcp, cidr: \"10.0.0.5/32\", port: 5432}\n    - {protocol: udp, host: ntp.internal, port: 123}\n    - {host: \"10.0.0.9\"}\n  peek_timeout_ms: 250\n  debug_log: true\n",
+        "i.yaml",
+    )
+    .expect("loads");
+    let section = &config.intercept;
+    assert!(section.active());
+    assert_eq!(section.mark, 0x1234);
+    assert_eq!(section.dns_upstream, "[::1]:53");
+    assert_eq!(section.allow.len(), 3);
+    assert_eq!(section.allow[0].protocol, InterceptProtocol::Tcp);
+    assert_eq!(section.allow[0].port, 5432);
+    assert_eq!(section.allow[1].protocol, InterceptProtocol::Udp);
+    assert_eq!(section.allow[1].host, "ntp.internal");
+    assert_eq!(section.allow[2].port, 0);
+    assert!(section.debug_log);
+    let enabled = load_str("intercept:\n  enabled: true\n", "i.yaml").expect("loads");
+    assert!(enabled.intercept.active());
+}
+
+#[test]
+fn intercept_section_errors_name_line_and_field() {
+    assert_eq!(
+        error_text("intercept:\n  transparent_port: 70000\n"),
+        "pipelock.yaml:2:21: intercept.transparent_port: 70000 is out of range (expected 0 to 65535)"
+    );
+    assert_eq!(
+        error_text("intercept:\n  dns_port: 0\n"),
+        "pipelock.yaml:2:13: intercept.dns_port: must be a port from 1 to 65535 (the kernel programs redirect to a fixed port)"
+    );
+    assert_eq!(
+        error_text("intercept:\n  transparent_port: 9000\n  dns_port: 9000\n"),
+        "pipelock.yaml:3:13: intercept.dns_port: 9000 is also intercept.transparent_port; the two listeners need distinct ports"
+    );
+    let text =
+        error_text("fetch_proxy:\n  listen: \"127.0.0.1:8890\"\nintercept:\n  enabled: true\n");
+    assert!(
+        text.starts_with("pipelock.yaml:4:3: intercept.transparent_port: 8890 is also the port of fetch_proxy.listen"),
+        "{text}"
+    );
+    // Without interception the same main port is fine.
+    load_str("fetch_proxy:\n  listen: \"127.0.0.1:8890\"\n", "p").expect("no conflict");
+    assert_eq!(
+        error_text("intercept:\n  mark: 0\n"),
+        "pipelock.yaml:2:9: intercept.mark: must not be 0: unmarked sockets are the ones the kernel programs redirect"
+    );
+    let text = error_text("intercept:\n  mark: -1\n");
+    assert!(
+        text.starts_with("pipelock.yaml:2:9: intercept.mark: -1 is out of range"),
+        "{text}"
+    );
+    let text = error_text("intercept:\n  dns_upstream: \"10.0.0.2\"\n");
+    assert!(
+        text.starts_with("pipelock.yaml:2:17: intercept.dns_upstream: \"10.0.0.2\" is not ip:port"),
+        "{text}"
+    );
+    assert_eq!(
+        error_text("intercept:\n  cgroups:\n    - /ok\n    - relative/app\n"),
+        "pipelock.yaml:4:7: intercept.cgroups[1]: \"relative/app\" is not an absolute path to a cgroup v2 directory"
+    );
+    let text = error_text("intercept:\n  pin_path: bpf/pipelock\n");
+    assert!(
+        text.starts_with("pipelock.yaml:2:13: intercept.pin_path:"),
+        "{text}"
+    );
+    let text = error_text("intercept:\n  peek_timeout_ms: 0\n");
+    assert!(
+        text.starts_with("pipelock.yaml:2:20: intercept.peek_timeout_ms: 0 is outside"),
+        "{text}"
+    );
+    let text = error_text("intercept:\n  allow:\n    - {protocol: sctp, cidr: \"10.0.0.0/8\"}\n");
+    assert!(
+        text.starts_with("pipelock.yaml:3:18: intercept.allow[0].protocol: unknown value \"sctp\", expected one of: tcp, udp"),
+        "{text}"
+    );
+    let text = error_text("intercept:\n  allow:\n    - {cidr: \"10.0.0.0/40\", port: 5432}\n");
+    assert!(
+        text.starts_with("pipelock.yaml:3:14: intercept.allow[0].cidr: \"10.0.0.0/40\": the prefix length must be 0 to 32"),
+        "{text}"
+    );
+    let text = error_text("intercept:\n  allow:\n    - {port: 5432}\n");
+    assert!(
+        text.starts_with(
+            "pipelock.yaml:3:8: intercept.allow[0]: an allow rule needs a destination"
+        ),
+        "{text}"
+    );
+    let text = error_text("intercept:\n  allow:\n    - {cidr: \"10.0.0.0/8\", host: db}\n");
+    assert!(
+        text.starts_with("pipelock.yaml:3:34: intercept.allow[0].host: give either cidr or host"),
+        "{text}"
+    );
+    let text = error_text("intercept:\n  allow:\n    - {host: \"db:5432\"}\n");
+    assert!(
+        text.contains("intercept.allow[0].host: \"db:5432\" is not a host name"),
+        "{text}"
+    );
+    let text = error_text("intercept:\n  transparant_port: 1\n");
+    assert!(
+        text.contains("(did you mean \"transparent_port\"?)"),
+        "{text}"
+    );
+}

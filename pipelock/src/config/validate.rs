@@ -207,6 +207,7 @@ pub fn validate(config: &Config) -> Result<(), Problem> {
     }
 
     tool_policy(config, &root.key("mcp_tool_policy"))?;
+    intercept(config, &root.key("intercept"))?;
 
     let chains = &config.tool_chain_detection;
     let chain_path = root.key("tool_chain_detection");
@@ -278,6 +279,120 @@ fn tool_policy(config: &Config, path: &FieldPath) -> Result<(), Problem> {
                     rule_path.key("redirect_profile"),
                     format!("unknown profile {:?} ({known})", rule.redirect_profile),
                 ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The `intercept` section: ports in range and distinct, a non-zero mark, an `ip:port`
+/// resolver, absolute paths, and allow rules with one well-formed destination each.
+fn intercept(config: &Config, path: &FieldPath) -> Result<(), Problem> {
+    let section = &config.intercept;
+    for (name, port) in [
+        ("transparent_port", section.transparent_port),
+        ("dns_port", section.dns_port),
+    ] {
+        if port == 0 {
+            return Err(problem(
+                path.key(name),
+                "must be a port from 1 to 65535 (the kernel programs redirect to a fixed port)",
+            ));
+        }
+    }
+    if section.transparent_port == section.dns_port {
+        return Err(problem(
+            path.key("dns_port"),
+            format!(
+                "{} is also intercept.transparent_port; the two listeners need distinct ports",
+                section.dns_port
+            ),
+        ));
+    }
+    let main_port = config
+        .fetch_proxy
+        .listen
+        .rsplit_once(':')
+        .and_then(|(_, port)| port.parse::<u16>().ok());
+    // Only a running transparent listener can collide with the main one.
+    if section.active() && main_port == Some(section.transparent_port) {
+        return Err(problem(
+            path.key("transparent_port"),
+            format!(
+                "{} is also the port of fetch_proxy.listen; the listeners need distinct ports",
+                section.transparent_port
+            ),
+        ));
+    }
+    if section.mark == 0 {
+        return Err(problem(
+            path.key("mark"),
+            "must not be 0: unmarked sockets are the ones the kernel programs redirect",
+        ));
+    }
+    if !section.dns_upstream.is_empty()
+        && section
+            .dns_upstream
+            .parse::<std::net::SocketAddr>()
+            .is_err()
+    {
+        return Err(problem(
+            path.key("dns_upstream"),
+            format!(
+                "{:?} is not ip:port, such as 10.0.0.2:53 or [fd00::53]:53 (empty means the first nameserver of /etc/resolv.conf)",
+                section.dns_upstream
+            ),
+        ));
+    }
+    if !section.pin_path.starts_with('/') {
+        return Err(problem(
+            path.key("pin_path"),
+            format!("{:?} is not an absolute path", section.pin_path),
+        ));
+    }
+    for (i, cgroup) in section.cgroups.iter().enumerate() {
+        if !cgroup.starts_with('/') {
+            return Err(problem(
+                path.key("cgroups").index(i),
+                format!("{cgroup:?} is not an absolute path to a cgroup v2 directory"),
+            ));
+        }
+    }
+    if section.peek_timeout_ms == 0 || section.peek_timeout_ms > 60_000 {
+        return Err(problem(
+            path.key("peek_timeout_ms"),
+            format!(
+                "{} is outside 1 to 60000 milliseconds",
+                section.peek_timeout_ms
+            ),
+        ));
+    }
+    for (i, rule) in section.allow.iter().enumerate() {
+        let rule_path = path.key("allow").index(i);
+        match (rule.cidr.trim().is_empty(), rule.host.trim().is_empty()) {
+            (true, true) => {
+                return Err(problem(
+                    rule_path,
+                    "an allow rule needs a destination: cidr (10.0.0.5/32) or host (db.internal)",
+                ))
+            }
+            (false, false) => {
+                return Err(problem(
+                    rule_path.key("host"),
+                    "give either cidr or host, not both",
+                ))
+            }
+            (false, true) => {
+                parse_cidr(&rule.cidr).map_err(|m| problem(rule_path.key("cidr"), m))?;
+            }
+            (true, false) => {
+                let host = rule.host.trim();
+                if host.contains(['/', ':']) && host.parse::<IpAddr>().is_err() {
+                    return Err(problem(
+                        rule_path.key("host"),
+                        format!("{host:?} is not a host name or an IP address (ranges go in cidr; the port in port)"),
+                    ));
+                }
             }
         }
     }

@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 
 use super::endpoints::{self, Routes};
 use crate::config::Config;
+use crate::proxy::transparent::Transparent;
 use crate::scan::Scanner;
 use crate::telemetry::Metrics;
 
@@ -22,7 +23,7 @@ use crate::telemetry::Metrics;
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// How long a client may take to send a request's headers.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// State shared by every connection.
 pub struct ServerState {
@@ -47,6 +48,10 @@ pub struct ServerState {
     pub pool: Arc<crate::proxy::forward::pool::Pool>,
     /// The emergency deny-all switch (`kill_switch`).
     pub kill_switch: Arc<crate::killswitch::KillSwitch>,
+    /// `SO_MARK` of every socket Pipelock opens towards upstreams (origins, the DNS
+    /// resolver), so the interception programs never redirect them: `intercept.mark` while
+    /// `intercept` is active, else `None` (sockets are left as they are).
+    pub socket_mark: Option<u32>,
 }
 
 /// How many CONNECT tunnels may be open at once (the reference's `maxConcurrentTunnels`).
@@ -67,7 +72,6 @@ impl ServerState {
             started: Instant::now(),
             mode: config.mode.to_string(),
             metrics,
-            config,
             scanner,
             interceptor,
             upstream_tls,
@@ -76,6 +80,8 @@ impl ServerState {
             pool: Arc::default(),
             kill_switch,
             stopping: tokio::sync::watch::channel(false).0,
+            socket_mark: config.intercept.active().then_some(config.intercept.mark),
+            config,
         }
     }
 }
@@ -89,11 +95,20 @@ pub enum ListenError {
     Bind { addr: SocketAddr, source: io::Error },
 }
 
+/// What a listener serves.
+#[derive(Clone)]
+enum Serves {
+    /// HTTP/1: Pipelock's endpoints and, per `Routes`, the forward proxy.
+    Http(Routes),
+    /// Connections redirected by the kernel programs ([`crate::proxy::transparent`]).
+    Transparent(Arc<Transparent>),
+}
+
 /// A bound listening socket and what it serves.
 pub struct Listener {
     name: &'static str,
     tcp: TcpListener,
-    routes: Routes,
+    serves: Serves,
 }
 
 impl Listener {
@@ -103,13 +118,28 @@ impl Listener {
     /// Fails when the address does not parse or resolve, or the socket cannot be bound.
     pub async fn bind(name: &'static str, addr: &str, routes: Routes) -> Result<Self, ListenError> {
         let resolved = resolve(addr)?;
-        let tcp = TcpListener::bind(resolved)
-            .await
-            .map_err(|source| ListenError::Bind {
-                addr: resolved,
-                source,
-            })?;
-        Ok(Self { name, tcp, routes })
+        let tcp = bind_tcp(resolved).await?;
+        Ok(Self {
+            name,
+            tcp,
+            serves: Serves::Http(routes),
+        })
+    }
+
+    /// Binds a transparent listener at `addr` (`127.0.0.1:port` or `[::1]:port`).
+    ///
+    /// # Errors
+    /// The socket cannot be bound.
+    pub async fn bind_transparent(
+        name: &'static str,
+        addr: SocketAddr,
+        transparent: Arc<Transparent>,
+    ) -> Result<Self, ListenError> {
+        Ok(Self {
+            name,
+            tcp: bind_tcp(addr).await?,
+            serves: Serves::Transparent(transparent),
+        })
     }
 
     /// The address actually bound (useful when the configured port was 0).
@@ -125,6 +155,12 @@ impl Listener {
     pub fn name(&self) -> &'static str {
         self.name
     }
+}
+
+async fn bind_tcp(addr: SocketAddr) -> Result<TcpListener, ListenError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ListenError::Bind { addr, source })
 }
 
 fn resolve(addr: &str) -> Result<SocketAddr, ListenError> {
@@ -147,7 +183,7 @@ pub async fn serve(
     state: Arc<ServerState>,
     shutdown: impl Future<Output = ()>,
 ) {
-    let (accepted_tx, mut accepted_rx) = mpsc::channel::<(TcpStream, SocketAddr, Routes)>(64);
+    let (accepted_tx, mut accepted_rx) = mpsc::channel::<(TcpStream, SocketAddr, Serves)>(64);
     let mut acceptors = Vec::with_capacity(listeners.len());
     for listener in listeners {
         acceptors.push(tokio::spawn(accept_loop(listener, accepted_tx.clone())));
@@ -165,40 +201,29 @@ pub async fn serve(
         tokio::select! {
             () = &mut shutdown => break,
             accepted = accepted_rx.recv() => {
-                let Some((stream, peer, routes)) = accepted else { break };
+                let Some((stream, peer, serves)) = accepted else { break };
                 let metrics = state.metrics.clone();
-                let state = Arc::clone(&state);
-                let service = service_fn(move |request| {
-                    let state = Arc::clone(&state);
-                    async move {
-                        Ok::<_, std::convert::Infallible>(endpoints::route(state, routes, peer, request).await)
+                let connection: std::pin::Pin<Box<dyn Future<Output = ()> + Send>> = match serves {
+                    Serves::Http(routes) => {
+                        Box::pin(serve_http(Arc::clone(&state), routes, stream, peer, stopping.clone()))
                     }
-                });
-                let connection = http1::Builder::new()
-                    .timer(hyper_util::rt::TokioTimer::new())
-                    .header_read_timeout(HEADER_READ_TIMEOUT)
-                    .serve_connection(TokioIo::new(stream), service)
-                    .with_upgrades();
+                    Serves::Transparent(transparent) => Box::pin(crate::proxy::transparent::serve_connection(
+                        Arc::clone(&state),
+                        transparent,
+                        stream,
+                        peer,
+                        stopping.clone(),
+                    )),
+                };
                 let done = done.clone();
-                let mut stopping = stopping.clone();
                 let open = Arc::clone(&open);
                 open.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 metrics.connections(1);
                 tokio::spawn(async move {
                     let _done = done;
-                    let mut connection = std::pin::pin!(connection);
-                    let result = tokio::select! {
-                        result = connection.as_mut() => result,
-                        _ = stopping.changed() => {
-                            connection.as_mut().graceful_shutdown();
-                            connection.await
-                        }
-                    };
+                    connection.await;
                     open.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
                     metrics.connections(-1);
-                    if let Err(error) = result {
-                        tracing::debug!(%peer, %error, "connection ended with an error");
-                    }
                 });
             }
         }
@@ -237,6 +262,39 @@ pub async fn serve(
     }
 }
 
+/// Serves HTTP/1 on one connection of a listener that serves `routes`; on `stopping`, the
+/// request in flight finishes and the connection closes.
+async fn serve_http(
+    state: Arc<ServerState>,
+    routes: Routes,
+    stream: TcpStream,
+    peer: SocketAddr,
+    mut stopping: tokio::sync::watch::Receiver<bool>,
+) {
+    let service = service_fn(move |request| {
+        let state = Arc::clone(&state);
+        async move {
+            Ok::<_, std::convert::Infallible>(endpoints::route(state, routes, peer, request).await)
+        }
+    });
+    let connection = http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades();
+    let mut connection = std::pin::pin!(connection);
+    let result = tokio::select! {
+        result = connection.as_mut() => result,
+        _ = stopping.changed() => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(error) = result {
+        tracing::debug!(%peer, %error, "connection ended with an error");
+    }
+}
+
 /// Closes pooled origin connections that have sat idle too long.
 async fn sweep_pool(state: Arc<ServerState>) {
     let mut every = tokio::time::interval(crate::proxy::forward::pool::IDLE_TIMEOUT / 3);
@@ -246,12 +304,12 @@ async fn sweep_pool(state: Arc<ServerState>) {
     }
 }
 
-async fn accept_loop(listener: Listener, accepted: mpsc::Sender<(TcpStream, SocketAddr, Routes)>) {
+async fn accept_loop(listener: Listener, accepted: mpsc::Sender<(TcpStream, SocketAddr, Serves)>) {
     loop {
         match listener.tcp.accept().await {
             Ok((stream, peer)) => {
                 if accepted
-                    .send((stream, peer, listener.routes))
+                    .send((stream, peer, listener.serves.clone()))
                     .await
                     .is_err()
                 {

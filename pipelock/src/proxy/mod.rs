@@ -4,10 +4,13 @@
 //! endpoints, `/health` and `/metrics`, and the forward proxy: absolute-URI HTTP requests and
 //! CONNECT tunnels ([`forward`]).
 
+pub mod dns;
 pub mod endpoints;
 pub mod forward;
 mod killswitch_api;
 pub mod listener;
 pub mod response;
+pub mod socket_mark;
+pub mod transparent;
 
 pub use listener::{serve, Listener, ServerState};

@@ -9,6 +9,7 @@ pub mod budget;
 pub mod classes;
 pub mod decode;
 pub mod dlp;
+pub mod dns;
 pub mod env_secrets;
 pub mod finding;
 pub mod html;

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use super::budget::DomainBudgets;
 use super::dlp::DlpBuildError;
+use super::dns::DnsNameScanner;
 use super::injection::{InjectionBuildError, InjectionScanner};
 use super::shell::ShellScanner;
 use super::url::UrlScanner;
@@ -30,6 +31,7 @@ pub struct Scanner {
     url: UrlScanner,
     shell: ShellScanner,
     budgets: DomainBudgets,
+    dns: DnsNameScanner,
 }
 
 impl Scanner {
@@ -51,6 +53,7 @@ impl Scanner {
             url: UrlScanner::new(config),
             shell: ShellScanner::new()?,
             budgets: DomainBudgets::new(&config.fetch_proxy.monitoring, std::time::Instant::now()),
+            dns: DnsNameScanner::new(config),
         }))
     }
 
@@ -94,6 +97,12 @@ impl Scanner {
     #[must_use]
     pub fn budgets(&self) -> &DomainBudgets {
         &self.budgets
+    }
+
+    /// Secrets and exfiltration in a DNS query name ([`super::dns`]).
+    #[must_use]
+    pub fn scan_dns_name(&self, name: &str) -> Vec<Finding> {
+        self.dns.scan(name, &self.dlp)
     }
 
     /// Dangerous or obfuscated shell in a command.

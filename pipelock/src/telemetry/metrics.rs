@@ -63,6 +63,22 @@ pub struct WebsocketMessageLabels {
     pub verdict: String,
 }
 
+/// Labels of `pipelock_transparent_connections_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TransparentRouteLabels {
+    /// `http`, `tls`, `allowed` (relayed unscanned by an `intercept.allow` rule) or
+    /// `refused` (closed: no original destination, a protocol that is not allowed, a block).
+    pub route: String,
+}
+
+/// Labels of `pipelock_dns_queries_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DnsQueryLabels {
+    /// `allow`, `warn`, `block` (answered REFUSED), `malformed` (FORMERR or dropped) or
+    /// `error` (the upstream resolver failed; answered SERVFAIL).
+    pub verdict: String,
+}
+
 /// The process-wide metrics registry.
 #[derive(Clone)]
 pub struct Metrics {
@@ -77,6 +93,8 @@ pub struct Metrics {
     websocket_connections: Gauge,
     websocket_messages: Family<WebsocketMessageLabels, Counter>,
     kill_switch_active: Gauge,
+    transparent_connections: Family<TransparentRouteLabels, Counter>,
+    dns_queries: Family<DnsQueryLabels, Counter>,
 }
 
 impl Metrics {
@@ -173,6 +191,19 @@ impl Metrics {
             kill_switch_active.clone(),
         );
 
+        let transparent_connections = Family::<TransparentRouteLabels, Counter>::default();
+        registry.register(
+            "transparent_connections",
+            "Connections accepted by the transparent listener, by the route taken",
+            transparent_connections.clone(),
+        );
+        let dns_queries = Family::<DnsQueryLabels, Counter>::default();
+        registry.register(
+            "dns_queries",
+            "DNS queries received by the DNS listener, by verdict",
+            dns_queries.clone(),
+        );
+
         Self {
             registry: Arc::new(registry),
             http_requests,
@@ -185,6 +216,8 @@ impl Metrics {
             websocket_connections,
             websocket_messages,
             kill_switch_active,
+            transparent_connections,
+            dns_queries,
         }
     }
 
@@ -259,6 +292,24 @@ impl Metrics {
         self.websocket_messages
             .get_or_create(&WebsocketMessageLabels {
                 direction: direction.to_string(),
+                verdict: verdict.to_string(),
+            })
+            .inc();
+    }
+
+    /// Counts one connection of the transparent listener by the `route` it took.
+    pub fn record_transparent_connection(&self, route: &str) {
+        self.transparent_connections
+            .get_or_create(&TransparentRouteLabels {
+                route: route.to_string(),
+            })
+            .inc();
+    }
+
+    /// Counts one DNS query by its `verdict`.
+    pub fn record_dns_query(&self, verdict: &str) {
+        self.dns_queries
+            .get_or_create(&DnsQueryLabels {
                 verdict: verdict.to_string(),
             })
             .inc();

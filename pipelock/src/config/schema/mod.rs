@@ -3,11 +3,13 @@
 //! field takes its documented default, so a config written for the reference loads unchanged
 //! and a typo is an error rather than a silently disabled control.
 
+mod intercept;
 mod mcp;
 mod operations;
 mod proxy;
 mod scanning;
 
+pub use intercept::*;
 pub use mcp::*;
 pub use operations::*;
 pub use proxy::*;
@@ -137,6 +139,8 @@ pub struct Config {
     pub logging: Logging,
     pub health_watchdog: HealthWatchdog,
     pub flight_recorder: FlightRecorder,
+    /// Transparent interception (a Pipelock extension).
+    pub intercept: Intercept,
 }
 
 impl Default for Config {
@@ -202,6 +206,7 @@ impl Default for Config {
             logging: Logging::default(),
             health_watchdog: HealthWatchdog::default(),
             flight_recorder: FlightRecorder::default(),
+            intercept: Intercept::default(),
         }
     }
 }

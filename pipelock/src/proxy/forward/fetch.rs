@@ -180,6 +180,7 @@ async fn hop(state: &Arc<ServerState>, url: &url::Url) -> Result<Response<Body>,
             .port_or_known_default()
             .unwrap_or(if secure { 443 } else { 80 }),
         secure,
+        upstream: None,
     };
     let path = match url.query() {
         Some(query) => format!("{}?{query}", url.path()),

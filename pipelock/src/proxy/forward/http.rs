@@ -26,22 +26,26 @@ use crate::proxy::ServerState;
 use crate::scan::inflate::StreamDecoder;
 use crate::scan::{Finding, ScannerKind};
 
-/// Where a request goes: the origin's host and port, and whether Pipelock speaks TLS to it
-/// (requests that arrived inside an intercepted CONNECT tunnel).
+/// Where a request goes: the origin's host and port, whether Pipelock speaks TLS to it
+/// (requests that arrived inside an intercepted tunnel), and, for traffic of the transparent
+/// listener, the address the client dialled (then connected to instead of resolving `host`).
 #[derive(Debug, Clone)]
 pub struct Target {
     pub host: String,
     pub port: u16,
     pub secure: bool,
+    /// The original destination of a transparent connection; `None` for the forward proxy.
+    pub upstream: Option<std::net::SocketAddr>,
 }
 
 impl Target {
     /// The metrics label of requests to this target.
     pub fn kind(&self) -> &'static str {
-        if self.secure {
-            "intercepted"
-        } else {
-            "http"
+        match (self.secure, self.upstream.is_some()) {
+            (false, false) => "http",
+            (true, false) => "intercepted",
+            (false, true) => "transparent",
+            (true, true) => "transparent_intercepted",
         }
     }
 
@@ -94,6 +98,7 @@ pub async fn forward(state: Arc<ServerState>, request: Request<Incoming>) -> Res
         host,
         port: uri.port_u16().unwrap_or(80),
         secure: false,
+        upstream: None,
     };
     exchange(state, target, request).await
 }
@@ -201,8 +206,9 @@ where
     if judged.block.is_some() {
         return judged.refuse(&state, kind, StatusCode::FORBIDDEN, "request");
     }
-    // 4. Resolve, check the addresses, connect to one that passed.
-    let resolved = match dial::resolve_or_refuse(&state, kind, host, port).await {
+    // 4. Resolve (or take the original destination), check the addresses, connect to one
+    //    that passed.
+    let resolved = match dial::vet_or_refuse(&state, kind, host, port, target.upstream).await {
         Ok(resolved) => resolved,
         Err(answer) => return answer,
     };

@@ -20,9 +20,9 @@ use std::time::Duration;
 use hyper::body::Incoming;
 use hyper::server::conn::http2;
 use hyper::service::service_fn;
-use hyper::upgrade::Upgraded;
 use hyper::{Method, Request, Response, StatusCode, Version};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::LazyConfigAcceptor;
 
 use super::http::{exchange, Target};
@@ -35,17 +35,20 @@ use crate::tls::Interceptor;
 const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Serves the decrypted requests of one tunnel to `host:port` until the client leaves, the
-/// tunnel has been idle for `idle`, or it has lived `max`.
-pub(super) async fn serve(
+/// tunnel has been idle for `idle`, or it has lived `max`. `client` is an upgraded CONNECT
+/// or a transparent connection (whose target then carries the original destination).
+pub(crate) async fn serve<C>(
     state: Arc<ServerState>,
     interceptor: Arc<Interceptor>,
-    client: Upgraded,
+    client: C,
     target: Target,
     limits: (Duration, Duration),
-) -> &'static str {
+) -> &'static str
+where
+    C: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let (max, idle) = limits;
-    let acceptor =
-        LazyConfigAcceptor::new(rustls::server::Acceptor::default(), TokioIo::new(client));
+    let acceptor = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), client);
     let start = match tokio::time::timeout(HELLO_TIMEOUT, acceptor).await {
         Err(_) => return refuse_tunnel(&state, &target, "no TLS ClientHello within 5 s"),
         Ok(Err(_)) => return refuse_tunnel(&state, &target, "malformed TLS ClientHello"),
@@ -152,6 +155,18 @@ async fn handle(
             "the request's Host does not match the CONNECT target; nothing was forwarded",
         );
     }
+    dispatch(state, target, request).await
+}
+
+/// A request whose `Host` was checked against `target`: WebSocket upgrades (over HTTP/1.1)
+/// open a scanned session, other upgrades and CONNECT are refused with 501, the rest is
+/// scanned and forwarded like any proxied request. Shared by intercepted tunnels and the
+/// transparent listener.
+pub(crate) async fn dispatch(
+    state: Arc<ServerState>,
+    target: Target,
+    request: Request<Incoming>,
+) -> Response<Body> {
     let upgrade = request.headers().contains_key(hyper::header::UPGRADE);
     if request.version() == Version::HTTP_2 && (upgrade || request.method() == Method::CONNECT) {
         return not_implemented(
@@ -162,7 +177,7 @@ async fn handle(
         );
     }
     if websocket::is_upgrade(&request) {
-        return websocket::intercepted_upgrade(state, &target, request).await;
+        return websocket::upgrade_at(state, &target, request).await;
     }
     if upgrade {
         return not_implemented(
@@ -220,6 +235,7 @@ mod tests {
             host: host.to_string(),
             port,
             secure: true,
+            upstream: None,
         }
     }
 

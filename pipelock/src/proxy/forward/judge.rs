@@ -52,14 +52,20 @@ impl Judgement {
         status: StatusCode,
         what: &str,
     ) -> Response<Body> {
+        self.record_refusal(state, kind, what);
+        match &self.block {
+            Some(finding) => response::blocked(status, finding, what),
+            None => response::error(status, "blocked", what),
+        }
+    }
+
+    /// Counts and logs a refusal without answering: for a front door that can only close
+    /// the connection (the transparent listener before any protocol is spoken).
+    pub fn record_refusal(&self, state: &ServerState, kind: &str, what: &str) {
         let (verdict, scanner) = self.outcome();
         state.metrics.record_proxy_request(kind, verdict, &scanner);
-        match &self.block {
-            Some(finding) => {
-                tracing::warn!(rule = %finding.rule_id, scanner = %finding.scanner, kind, what, "blocked");
-                response::blocked(status, finding, what)
-            }
-            None => response::error(status, "blocked", what),
+        if let Some(finding) = &self.block {
+            tracing::warn!(rule = %finding.rule_id, scanner = %finding.scanner, kind, what, "blocked");
         }
     }
 

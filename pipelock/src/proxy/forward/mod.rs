@@ -11,17 +11,18 @@
 //! addresses. The address that passed is the one connected to, so a second lookup cannot
 //! swap it (no DNS-rebinding window).
 
-mod dial;
+pub(crate) mod dial;
 mod fetch;
+pub(crate) mod gates;
 mod headers;
-mod http;
-mod intercept;
-mod judge;
+pub(crate) mod http;
+pub(crate) mod intercept;
+pub(crate) mod judge;
 mod origin;
 pub(crate) mod pool;
-mod sni;
+pub(crate) mod sni;
 mod sse;
-mod tunnel;
+pub(crate) mod tunnel;
 pub mod websocket;
 
 use std::sync::Arc;

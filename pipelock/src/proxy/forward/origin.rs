@@ -82,7 +82,7 @@ async fn dial_new(
     addrs: &[SocketAddr],
     tls_name: Option<String>,
 ) -> Result<(Key, Sender), SendError> {
-    let tcp = dial::connect(addrs)
+    let tcp = dial::connect(state, addrs)
         .await
         .map_err(|source| SendError::Connect {
             authority: target.authority(),

@@ -14,7 +14,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::dial;
-use super::judge::Judgement;
+use super::gates::Refusal;
 use crate::proxy::response::{self, Body};
 use crate::proxy::ServerState;
 
@@ -49,29 +49,15 @@ pub async fn open(state: Arc<ServerState>, request: Request<Incoming>) -> Respon
         .to_string();
     let port = authority.port_u16().unwrap_or(443);
 
-    let mut judged = Judgement::default();
-    judged.add(
-        &state,
-        state.scanner.scan_url(&format!("https://{authority}/")),
-        true,
-    );
-    if judged.block.is_some() {
-        return judged.refuse(&state, "connect", StatusCode::FORBIDDEN, "tunnel");
-    }
-    if let Err(finding) = state.scanner.budgets().admit(&host, Instant::now()) {
-        judged.add(&state, vec![finding], true);
-        if judged.block.is_some() {
-            return judged.refuse(&state, "connect", StatusCode::TOO_MANY_REQUESTS, "tunnel");
+    let (judged, addrs) = match super::gates::admit(&state, &host, port, None).await {
+        Ok(admitted) => (admitted.judged, admitted.addrs),
+        Err(Refusal::Blocked { judged, status }) => {
+            return judged.refuse(&state, "connect", status, "tunnel")
         }
-    }
-    let resolved = match dial::resolve_or_refuse(&state, "connect", &host, port).await {
-        Ok(resolved) => resolved,
-        Err(answer) => return answer,
+        Err(Refusal::Unresolved(error)) => {
+            return dial::refuse_unresolved(&state, "connect", &host, &error)
+        }
     };
-    judged.add(&state, resolved.findings, true);
-    if judged.block.is_some() {
-        return judged.refuse(&state, "connect", StatusCode::FORBIDDEN, "tunnel");
-    }
     // An intercepted tunnel's requests each go to the origin after their own scan; the
     // others are relayed to the address vetted here, connected before the client hears 200.
     let interceptor = state
@@ -82,7 +68,7 @@ pub async fn open(state: Arc<ServerState>, request: Request<Incoming>) -> Respon
     let upstream = if interceptor.is_some() {
         None
     } else {
-        match dial::connect(&resolved.addrs).await {
+        match dial::connect(&state, &addrs).await {
             Ok(stream) => Some(stream),
             Err(error) => {
                 state
@@ -104,10 +90,7 @@ pub async fn open(state: Arc<ServerState>, request: Request<Incoming>) -> Respon
     for warning in &judged.warnings {
         tracing::warn!(target_host = %host, rule = %warning.rule_id, "tunnel allowed with a warning");
     }
-    let limits = Limits {
-        max: Duration::from_secs(state.config.forward_proxy.max_tunnel_seconds.max(1)),
-        idle: Duration::from_secs(state.config.forward_proxy.idle_timeout_seconds.max(1)),
-    };
+    let limits = Limits::from_config(&state);
     let relay_state = Arc::clone(&state);
     let mut stopping = state.stopping.subscribe();
     let mut kill_switch = state.kill_switch.subscribe();
@@ -124,13 +107,14 @@ pub async fn open(state: Arc<ServerState>, request: Request<Incoming>) -> Respon
                                 host: host.clone(),
                                 port,
                                 secure: true,
+                                upstream: None,
                             };
                             let limits = (limits.max, limits.idle);
                             let state = Arc::clone(&relay_state);
                             let reason = super::intercept::serve(
                                 state,
                                 interceptor,
-                                upgraded,
+                                TokioIo::new(upgraded),
                                 target,
                                 limits,
                             )
@@ -173,10 +157,10 @@ pub async fn open(state: Arc<ServerState>, request: Request<Incoming>) -> Respon
 }
 
 /// One open tunnel in the `open_tunnels` gauge, for as long as it lives.
-struct OpenTunnel(crate::telemetry::Metrics);
+pub(crate) struct OpenTunnel(crate::telemetry::Metrics);
 
 impl OpenTunnel {
-    fn count(metrics: &crate::telemetry::Metrics) -> Self {
+    pub(crate) fn count(metrics: &crate::telemetry::Metrics) -> Self {
         metrics.tunnels(1);
         Self(metrics.clone())
     }
@@ -210,6 +194,21 @@ async fn relay_opaque(
             }
         }
     }
+    relay_logged(state, client, upstream, first, host, limits).await;
+}
+
+/// Relays a vetted tunnel (see [`relay`]), then counts its bytes (metrics and the data
+/// budget of `host`) and logs how it ended.
+pub(crate) async fn relay_logged<C>(
+    state: &ServerState,
+    client: C,
+    upstream: TcpStream,
+    first: Vec<u8>,
+    host: &str,
+    limits: Limits,
+) where
+    C: AsyncRead + AsyncWrite + Unpin,
+{
     let started = Instant::now();
     let (out, inn, reason) = relay(client, upstream, first, limits).await;
     state.metrics.record_proxy_bytes("out", out);
@@ -224,10 +223,21 @@ async fn relay_opaque(
     );
 }
 
+/// How long a tunnel may live, and stay idle.
 #[derive(Debug, Clone, Copy)]
-struct Limits {
-    max: Duration,
-    idle: Duration,
+pub(crate) struct Limits {
+    pub max: Duration,
+    pub idle: Duration,
+}
+
+impl Limits {
+    /// `forward_proxy.max_tunnel_seconds` and `idle_timeout_seconds`.
+    pub(crate) fn from_config(state: &ServerState) -> Self {
+        Self {
+            max: Duration::from_secs(state.config.forward_proxy.max_tunnel_seconds.max(1)),
+            idle: Duration::from_secs(state.config.forward_proxy.idle_timeout_seconds.max(1)),
+        }
+    }
 }
 
 /// How long a client may take to send its TLS ClientHello.

@@ -28,14 +28,15 @@ const INTERNAL_NAMES: &[&str] = &[
 ];
 
 /// A parsed CIDR block.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cidr {
-    addr: IpAddr,
-    prefix: u8,
+    pub addr: IpAddr,
+    pub prefix: u8,
 }
 
 impl Cidr {
     /// `addr/prefix`; `None` when either part does not parse.
+    #[must_use]
     pub fn parse(text: &str) -> Option<Self> {
         let (addr, prefix) = text.split_once('/')?;
         Some(Self {
@@ -50,7 +51,8 @@ impl Cidr {
         Self { addr, prefix }
     }
 
-    /// Whether `ip` is in the block (never across address families).
+    /// Whether `ip` is in the block (an IPv4 address is never in an IPv6 block).
+    #[must_use]
     pub fn contains(&self, ip: IpAddr) -> bool {
         match (self.addr, ip) {
             (IpAddr::V4(net), IpAddr::V4(ip)) => {
@@ -318,9 +320,17 @@ impl UrlScanner {
     /// `host` is in `trusted_domains` or the address is in `ssrf.ip_allowlist`.
     #[must_use]
     pub fn check_resolved(&self, host: &str, addresses: &[IpAddr]) -> Vec<Finding> {
-        if self.trusted.iter().any(|p| matches_domain(p, host)) {
+        if self.is_trusted(host) {
             return Vec::new();
         }
+        self.check_addresses(host, addresses)
+    }
+
+    /// [`Self::check_resolved`] without the `trusted_domains` exception: for addresses that
+    /// did not come from resolving `host` (a transparent connection's original destination
+    /// and the name its client claims).
+    #[must_use]
+    pub fn check_addresses(&self, host: &str, addresses: &[IpAddr]) -> Vec<Finding> {
         addresses
             .iter()
             .filter(|ip| self.is_internal(**ip))
@@ -334,6 +344,12 @@ impl UrlScanner {
                 )
             })
             .collect()
+    }
+
+    /// Whether `host` is in `trusted_domains`.
+    #[must_use]
+    pub fn is_trusted(&self, host: &str) -> bool {
+        self.trusted.iter().any(|p| matches_domain(p, host))
     }
 }
 

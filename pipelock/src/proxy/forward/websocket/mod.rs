@@ -3,7 +3,9 @@
 //! - `GET /ws?url=ws://host:port/path` (or `wss://`), the reference's endpoint;
 //! - a forward-proxy request `GET http://host/path` with `Upgrade: websocket`;
 //! - an HTTP/1.1 `Upgrade: websocket` request inside an intercepted CONNECT tunnel (its
-//!   `Host` already checked against the CONNECT host), a `wss://` session to that host.
+//!   `Host` already checked against the CONNECT host), a `wss://` session to that host;
+//! - the same on the transparent listener (plain HTTP or intercepted TLS), a session to the
+//!   connection's original destination.
 //!
 //! All walk the same phases, in order: the section must be on; the client's handshake must
 //! be a WebSocket one; the target URL goes through every URL layer, the per-site rate limit
@@ -59,7 +61,7 @@ pub fn is_upgrade(request: &Request<Incoming>) -> bool {
 /// `GET /ws?url=ws://host:port/path`.
 pub async fn endpoint(state: Arc<ServerState>, request: Request<Incoming>) -> Response<Body> {
     let raw = target::from_query(request.uri().query());
-    open(state, request, raw).await
+    open(state, request, raw, None).await
 }
 
 /// An absolute-URI upgrade request at the forward proxy (`GET http://host/path`).
@@ -68,31 +70,35 @@ pub async fn forward_upgrade(
     request: Request<Incoming>,
 ) -> Response<Body> {
     let raw = Ok(request.uri().to_string());
-    open(state, request, raw).await
+    open(state, request, raw, None).await
 }
 
-/// An upgrade request inside an intercepted CONNECT tunnel to `tunnel`: the target is
-/// `wss://` at the tunnel's host and port with the request's path, reached over TLS like
-/// any `wss://` target.
-pub(super) async fn intercepted_upgrade(
+/// An upgrade request whose `Host` was already checked against `at`: inside an intercepted
+/// tunnel (`wss://` at the tunnel's host and port, reached over TLS like any `wss://`
+/// target), or on the transparent listener (`ws://`, or `wss://` when intercepted, to the
+/// connection's original destination), with the request's path.
+pub(crate) async fn upgrade_at(
     state: Arc<ServerState>,
-    tunnel: &super::http::Target,
+    at: &super::http::Target,
     request: Request<Incoming>,
 ) -> Response<Body> {
     let path = request
         .uri()
         .path_and_query()
         .map_or("/", hyper::http::uri::PathAndQuery::as_str);
-    let raw = Ok(format!("wss://{}{path}", tunnel.authority()));
-    open(state, request, raw).await
+    let scheme = if at.secure { "wss" } else { "ws" };
+    let raw = Ok(format!("{scheme}://{}{path}", at.authority()));
+    open(state, request, raw, at.upstream).await
 }
 
 /// The one path of every session, whatever the front door: the gates, the upstream
-/// handshake, the client's 101, and the relay.
+/// handshake, the client's 101, and the relay. `known` is the original destination of a
+/// transparent connection, connected to instead of resolving the target's host.
 async fn open(
     state: Arc<ServerState>,
     mut request: Request<Incoming>,
     raw_target: Result<String, TargetError>,
+    known: Option<std::net::SocketAddr>,
 ) -> Response<Body> {
     // 1. The section, the client's handshake, the target.
     if !state.config.websocket_proxy.enabled {
@@ -143,8 +149,9 @@ async fn open(
             ),
         );
     };
-    // 6. Resolve, check the addresses, connect to one that passed.
-    let resolved = match dial::resolve_or_refuse(&state, KIND, &target.host, target.port).await {
+    // 6. Resolve (or take the original destination), check the addresses, connect to one
+    //    that passed.
+    let resolved = match dial::vet_or_refuse(&state, KIND, &target.host, target.port, known).await {
         Ok(resolved) => resolved,
         Err(refusal) => return refusal,
     };
@@ -152,7 +159,7 @@ async fn open(
     if judged.block.is_some() {
         return judged.refuse(&state, KIND, StatusCode::FORBIDDEN, "websocket");
     }
-    let tcp = match dial::connect(&resolved.addrs).await {
+    let tcp = match dial::connect(&state, &resolved.addrs).await {
         Ok(stream) => stream,
         Err(error) => {
             return upstream_error(
