@@ -43,10 +43,10 @@ fn help_lists_every_subcommand() {
 
 #[test]
 fn later_commands_say_they_are_not_yet_available() {
-    let cases: [&[&str]; 4] = [
+    // detach and status work (tests/tests/ebpf_intercept.rs); attach arrives with the
+    // transparent listener.
+    let cases: [&[&str]; 2] = [
         &["attach", "--cgroup", "/sys/fs/cgroup/unified/app"],
-        &["detach", "--cgroup", "/sys/fs/cgroup/unified/app"],
-        &["status"],
         &["simulate"],
     ];
     for args in cases {

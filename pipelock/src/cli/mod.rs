@@ -8,6 +8,7 @@ mod bench;
 mod check;
 mod generate;
 mod healthcheck;
+mod intercept;
 mod run;
 mod tls;
 mod validate;
@@ -53,10 +54,10 @@ enum Command {
     Check(check::CheckArgs),
     /// [not yet available: arrives with transparent interception] Attach the eBPF programs to a cgroup.
     Attach(CgroupArgs),
-    /// [not yet available: arrives with transparent interception] Detach the eBPF programs from a cgroup.
-    Detach(CgroupArgs),
-    /// [not yet available: arrives with transparent interception] Show attached cgroups and counters.
-    Status,
+    /// Detach the eBPF programs from a cgroup (unpins its links; the maps too when no cgroup is left).
+    Detach(intercept::DetachArgs),
+    /// Show the eBPF attachments (cgroup path and id, programs), map sizes, settings and counters.
+    Status(intercept::StatusArgs),
     /// [not yet available: arrives with the scanner engine] Run attack scenarios against the config.
     Simulate(SimulateArgs),
     /// TLS interception certificate authority.
@@ -133,9 +134,11 @@ fn dispatch(command: Command) -> anyhow::Result<u8> {
         Command::Simulate(_) => not_yet_available(
             "attack simulation (pipelock simulate) is not yet available in this build",
         ),
-        Command::Attach(_) | Command::Detach(_) | Command::Status => not_yet_available(
-            "transparent interception (pipelock attach / detach / status) is not yet available in this build",
+        Command::Attach(_) => not_yet_available(
+            "transparent interception (pipelock attach) is not yet available in this build",
         ),
+        Command::Detach(args) => intercept::detach(&args),
+        Command::Status(args) => intercept::status(&args),
         Command::Tls(TlsCommand::Init(args)) => tls::init(&args),
     }
 }

@@ -8,7 +8,7 @@ use std::error::Error;
 use std::io;
 use std::path::PathBuf;
 
-/// Why the eBPF programs could not be loaded, attached or read.
+/// Why the eBPF programs could not be loaded, attached, detached or read.
 #[derive(Debug, thiserror::Error)]
 pub enum InterceptError {
     #[error("{path} is not a cgroup v2 directory ({reason}); mount one with `mount -t cgroup2 none DIR` or use /sys/fs/cgroup/unified")]
@@ -17,6 +17,31 @@ pub enum InterceptError {
     OpenCgroup { path: PathBuf, source: io::Error },
     #[error("the kernel refused to {action}: {detail}; run pipelock as root, or grant it CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON")]
     NotPermitted { action: String, detail: String },
+    #[error("this kernel has no cgroup BPF support (CONFIG_CGROUP_BPF): {detail}; transparent interception needs Linux >= 5.8 built with CONFIG_CGROUP_BPF=y")]
+    NoCgroupBpf { detail: String },
+    #[error("cgroup {cgroup} already has a program that is not Pipelock's on its {hook} hook ({program:?}, id {id}); detach it first (`bpftool cgroup show {cgroup}` lists it), Pipelock will not run alongside another redirector")]
+    ForeignProgram {
+        cgroup: PathBuf,
+        hook: &'static str,
+        program: String,
+        id: u32,
+    },
+    #[error("Pipelock's programs are already attached to cgroup {cgroup}, but not pinned under {pin_root}: another Pipelock with a different intercept.pin_path owns them; use the same pin path, or detach them with that pin path")]
+    AttachedElsewhere { cgroup: PathBuf, pin_root: PathBuf },
+    #[error("the pin root {path} is not on a BPF filesystem ({reason}); mount one with `mount -t bpf bpf /sys/fs/bpf`, or set intercept.pin_path to a directory on bpffs")]
+    PinRootNotBpffs { path: PathBuf, reason: String },
+    #[error("cannot {action} {path}: {source}")]
+    Pin {
+        action: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
+    #[error("the map pinned at {path} does not match this build of Pipelock ({detail}); an older Pipelock pinned it: run `pipelock detach` for every attached cgroup (with the same pin path), then attach again")]
+    IncompatiblePin { path: PathBuf, detail: String },
+    #[error("nothing is attached to cgroup {cgroup} under pin root {pin_root}")]
+    NotAttached { cgroup: PathBuf, pin_root: PathBuf },
+    #[error("invalid interception settings: {0}")]
+    InvalidSettings(String),
     #[error("cannot load the embedded eBPF object: {0}")]
     Load(String),
     #[error("the kernel verifier rejected eBPF program {program} ({errno}); verifier log:\n{log}")]
@@ -38,6 +63,10 @@ pub enum InterceptError {
     Map { map: &'static str, detail: String },
     #[error("cannot start reading the programs' log records: {0}")]
     Log(String),
+    #[error("the denied-event stream was already taken from this Interception")]
+    EventsTaken,
+    #[error("cannot wait for denied events: {0}")]
+    Events(io::Error),
 }
 
 impl InterceptError {
@@ -78,15 +107,32 @@ impl InterceptError {
 
     /// Opening or reading `map` failed.
     pub(super) fn map(map: &'static str, error: &aya::maps::MapError) -> Self {
+        if is_not_permitted(error) {
+            return Self::NotPermitted {
+                action: format!("open eBPF map {map}"),
+                detail: chain(error),
+            };
+        }
         Self::Map {
             map,
             detail: chain(error),
         }
     }
+
+    /// A raw BPF syscall (`what`) failed with `error`.
+    pub(super) fn syscall(what: &str, error: &io::Error) -> Self {
+        match error.raw_os_error() {
+            Some(libc::EPERM | libc::EACCES) => Self::NotPermitted {
+                action: what.to_string(),
+                detail: error.to_string(),
+            },
+            _ => Self::Load(format!("{what}: {error}")),
+        }
+    }
 }
 
 /// `error` and its sources, joined by ": ".
-fn chain(error: &(dyn Error + 'static)) -> String {
+pub(super) fn chain(error: &(dyn Error + 'static)) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
