@@ -299,31 +299,6 @@ pub fn detach(pin_root: &Path, cgroup: &Path) -> Result<(), InterceptError> {
     Ok(())
 }
 
-/// Sets `SO_MARK = mark` on a socket, so the programs leave it alone (Pipelock's own
-/// upstream and DNS sockets). Needs CAP_NET_ADMIN.
-///
-/// # Errors
-/// The `setsockopt` error (EPERM without CAP_NET_ADMIN).
-pub fn mark_socket(fd: BorrowedFd<'_>, mark: u32) -> std::io::Result<()> {
-    use std::os::fd::AsRawFd;
-    // SAFETY: setsockopt(2) on a socket fd borrowed for the call, with a u32 option value we
-    // own and its exact size.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_MARK,
-            std::ptr::addr_of!(mark).cast(),
-            std::mem::size_of::<u32>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
-}
-
 fn load_program(ebpf: &mut Ebpf, hook: &Hook) -> Result<(), InterceptError> {
     let name = hook.program;
     let program = ebpf

@@ -6,7 +6,8 @@
 //! layouts) is `pipelock-common`.
 //!
 //! - `interception`: [`Interception`] (load or re-adopt, attach, original destinations, kill
-//!   switch, denied events, counters), [`detach`] and [`mark_socket`];
+//!   switch, denied events, counters) and [`detach`]; `mark`: [`mark_socket`], the `SO_MARK`
+//!   that keeps Pipelock's own sockets out of the redirect;
 //! - `settings`: what user space tells the programs ([`InterceptSettings`], [`AllowRule`]);
 //! - `hooks`: the cgroup hooks and what is attached to them (foreign programs included);
 //! - `pins`: the pin root's layout on bpffs; `maps`: typed map handles and counters;
@@ -21,6 +22,7 @@ mod events;
 mod hooks;
 mod interception;
 mod maps;
+mod mark;
 mod object;
 mod pins;
 mod settings;
@@ -30,7 +32,8 @@ pub use cgroup::cgroup_id;
 pub use ebpf_log::TracingLog;
 pub use error::InterceptError;
 pub use events::{DeniedEvent, DeniedEvents, DenyReason};
-pub use interception::{detach, mark_socket, Interception};
+pub use interception::{detach, Interception};
+pub use mark::mark_socket;
 pub use maps::InterceptStats;
 pub use object::EBPF_OBJECT;
 pub use settings::{AllowRule, InterceptSettings, Protocol, DEFAULT_MARK};

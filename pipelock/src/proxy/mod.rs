@@ -10,7 +10,6 @@ pub mod forward;
 mod killswitch_api;
 pub mod listener;
 pub mod response;
-pub mod socket_mark;
 pub mod transparent;
 
 pub use listener::{serve, Listener, ServerState};

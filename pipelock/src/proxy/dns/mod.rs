@@ -248,7 +248,7 @@ async fn forward(
     };
     let socket = UdpSocket::bind(local).await?;
     if let Some(mark) = state.socket_mark {
-        crate::proxy::socket_mark::mark_socket(socket.as_fd(), mark)?;
+        crate::intercept::mark_socket(socket.as_fd(), mark)?;
     }
     socket.connect(upstream).await?;
     socket.send(query).await?;

@@ -170,7 +170,7 @@ async fn connect_one(addr: SocketAddr, mark: Option<u32>) -> io::Result<TcpStrea
     } else {
         TcpSocket::new_v6()?
     };
-    crate::proxy::socket_mark::mark_socket(socket.as_fd(), mark)?;
+    crate::intercept::mark_socket(socket.as_fd(), mark)?;
     socket.connect(addr).await
 }
 

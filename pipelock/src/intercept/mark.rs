@@ -4,9 +4,6 @@
 //! would be redirected back to Pipelock (a loop). Setting the mark needs `CAP_NET_ADMIN`
 //! (which attaching the programs needs anyway); a failure is an error for the caller, never
 //! ignored.
-//!
-//! This is the proxy side's one place for the mark; `intercept::mark_socket` of the kernel
-//! side does the same, and one of them is meant to remain.
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
