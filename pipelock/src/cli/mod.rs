@@ -52,8 +52,8 @@ enum Command {
     Healthcheck(healthcheck::HealthcheckArgs),
     /// Scan text, a URL, a request or a response offline as the proxy would judge it; exit 0 allow/warn, 1 block, 2 usage.
     Check(check::CheckArgs),
-    /// [not yet available: arrives with transparent interception] Attach the eBPF programs to a cgroup.
-    Attach(CgroupArgs),
+    /// Serve like `run`, with the eBPF programs attached to the application's cgroup: all its TCP goes through Pipelock, DNS is scanned, other UDP is denied (needs root).
+    Attach(run::AttachArgs),
     /// Detach the eBPF programs from a cgroup (unpins its links; the maps too when no cgroup is left).
     Detach(intercept::DetachArgs),
     /// Show the eBPF attachments (cgroup path and id, programs), map sizes, settings and counters.
@@ -117,7 +117,7 @@ pub fn main() -> ExitCode {
 }
 
 fn dispatch(command: Command) -> anyhow::Result<u8> {
-    if !matches!(command, Command::Run(_)) {
+    if !matches!(command, Command::Run(_) | Command::Attach(_)) {
         restore_default_sigpipe();
     }
     match command {
@@ -134,9 +134,7 @@ fn dispatch(command: Command) -> anyhow::Result<u8> {
         Command::Simulate(_) => not_yet_available(
             "attack simulation (pipelock simulate) is not yet available in this build",
         ),
-        Command::Attach(_) => not_yet_available(
-            "transparent interception (pipelock attach) is not yet available in this build",
-        ),
+        Command::Attach(args) => run::attach(args),
         Command::Detach(args) => intercept::detach(&args),
         Command::Status(args) => intercept::status(&args),
         Command::Tls(TlsCommand::Init(args)) => tls::init(&args),

@@ -29,7 +29,36 @@ pub struct RunArgs {
     listen: Option<String>,
 }
 
+/// `pipelock attach`: `run`, attached to one more cgroup.
+#[derive(Debug, Args)]
+pub struct AttachArgs {
+    /// The application's cgroup v2 directory (added to `intercept.cgroups`).
+    #[arg(long)]
+    cgroup: PathBuf,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
 pub fn run(args: RunArgs) -> anyhow::Result<u8> {
+    let (config, source) = load(&args)?;
+    serve_blocking(config, source)
+}
+
+/// Serves like `run`, with the eBPF programs attached to `--cgroup` as well as to the cgroups
+/// the config lists; the attachment is pinned, so it outlives this process (`pipelock detach`
+/// removes it).
+pub fn attach(args: AttachArgs) -> anyhow::Result<u8> {
+    let (mut config, source) = load(&args.run)?;
+    let cgroup = std::path::absolute(&args.cgroup)
+        .with_context(|| format!("cannot resolve {}", args.cgroup.display()))?;
+    let cgroup = cgroup.display().to_string();
+    if !config.intercept.cgroups.contains(&cgroup) {
+        config.intercept.cgroups.push(cgroup);
+    }
+    serve_blocking(config, source)
+}
+
+fn load(args: &RunArgs) -> anyhow::Result<(Config, String)> {
     let (mut config, source) = match &args.config {
         Some(path) => (config::load_file(path)?, path.display().to_string()),
         None => (
@@ -37,9 +66,13 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
             "embedded balanced default".to_string(),
         ),
     };
-    if let Some(listen) = args.listen {
-        config.fetch_proxy.listen = listen;
+    if let Some(listen) = &args.listen {
+        config.fetch_proxy.listen.clone_from(listen);
     }
+    Ok((config, source))
+}
+
+fn serve_blocking(config: Config, source: String) -> anyhow::Result<u8> {
     init_logging(&config.logging).context("cannot set up logging")?;
     raise_open_files_limit();
 
@@ -47,17 +80,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    // The eBPF side's original-destination lookup is wired here once it is attached; without
-    // it the transparent listener refuses every connection.
-    runtime.block_on(serve_config(config, source, None))?;
+    runtime.block_on(serve_config(config, source))?;
     Ok(EXIT_OK)
 }
 
-async fn serve_config(
-    config: Config,
-    source: String,
-    origins: Option<Arc<dyn OriginalDestinations>>,
-) -> anyhow::Result<()> {
+async fn serve_config(config: Config, source: String) -> anyhow::Result<()> {
     // Build the scanners and take over the signals before announcing the listeners, so that a
     // client (or a signal) that follows the "listening" line meets a ready server.
     let scanner = Scanner::new(&config).context("cannot build the scanners")?;
@@ -82,6 +109,15 @@ async fn serve_config(
         None
     };
     let shutdown = shutdown_signal()?;
+    let mode = config.mode.to_string();
+    let state = Arc::new(ServerState::new(
+        Metrics::new(&mode),
+        Arc::new(config),
+        scanner,
+        interceptor,
+        upstream_tls,
+    ));
+    let config = Arc::clone(&state.config);
     let separate_metrics = !config.metrics_listen.trim().is_empty();
     let separate_api = !config.kill_switch.api_listen.trim().is_empty();
     let mut listeners = vec![
@@ -128,14 +164,13 @@ async fn serve_config(
         );
     }
     let dns = if config.intercept.active() {
-        let (transparent, dns) = bind_interception(&config, origins).await?;
+        let (transparent, dns) = bind_interception(&state).await?;
         listeners.extend(transparent);
         Some(dns)
     } else {
         None
     };
 
-    let mode = config.mode.to_string();
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
         mode = %mode,
@@ -164,13 +199,6 @@ async fn serve_config(
         }
     }
 
-    let state = Arc::new(ServerState::new(
-        Metrics::new(&mode),
-        Arc::new(config),
-        scanner,
-        interceptor,
-        upstream_tls,
-    ));
     let kill_switch = Arc::clone(&state.kill_switch);
     let sources = crate::killswitch::sources::watch(Arc::clone(&kill_switch))
         .context("cannot handle SIGUSR1 (the kill switch's signal)")?;
@@ -200,19 +228,28 @@ async fn serve_config(
 /// The listeners of transparent interception (`intercept` active): the transparent
 /// listener on 127.0.0.1 and [::1], and the DNS listener. `origins` is the eBPF side's
 /// original-destination lookup; without it every transparent connection is refused.
-async fn bind_interception(
-    config: &Config,
-    origins: Option<Arc<dyn OriginalDestinations>>,
-) -> anyhow::Result<(Vec<Listener>, DnsListener)> {
-    let section = &config.intercept;
+async fn bind_interception(state: &ServerState) -> anyhow::Result<(Vec<Listener>, DnsListener)> {
+    let section = &state.config.intercept;
     let allow = AllowList::resolve(&section.allow)
         .await
         .context("cannot prepare intercept.allow")?;
+    let origins: Option<Arc<dyn OriginalDestinations>> = if section.cgroups.is_empty() {
+        tracing::warn!("transparent listener: no cgroup to attach (intercept.cgroups is empty); every connection it accepts is refused");
+        None
+    } else {
+        let cgroups: Vec<PathBuf> = section.cgroups.iter().map(PathBuf::from).collect();
+        let interception = crate::intercept::live::start(
+            section,
+            allow.entries(),
+            &cgroups,
+            &state.kill_switch,
+            &state.metrics,
+        )
+        .context("cannot attach the eBPF interception (intercept.cgroups)")?;
+        Some(interception)
+    };
     let upstream = crate::proxy::dns::upstream_from_config(section)
         .context("cannot start the DNS listener")?;
-    if origins.is_none() {
-        tracing::warn!("transparent listener: no eBPF interception attached; every connection it accepts is refused");
-    }
     let transparent = Arc::new(Transparent::new(
         origins,
         allow,
@@ -274,14 +311,8 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
 /// Sections the config enables that this build cannot serve yet, so the operator is told
 /// rather than left to assume they are active.
 fn features_not_yet_served(config: &Config) -> Vec<&'static str> {
-    [
-        (config.reverse_proxy.enabled, "reverse_proxy"),
-        (
-            !config.intercept.cgroups.is_empty(),
-            "intercept.cgroups (attaching the eBPF programs)",
-        ),
-    ]
-    .into_iter()
-    .filter_map(|(enabled, name)| enabled.then_some(name))
-    .collect()
+    [(config.reverse_proxy.enabled, "reverse_proxy")]
+        .into_iter()
+        .filter_map(|(enabled, name)| enabled.then_some(name))
+        .collect()
 }

@@ -79,6 +79,15 @@ pub struct DnsQueryLabels {
     pub verdict: String,
 }
 
+/// Labels of `pipelock_intercept_denied_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DeniedLabels {
+    /// Why the kernel refused (`kill_switch`, `udp_not_allowed`, …).
+    pub reason: String,
+    /// `tcp`, `udp` or `other`.
+    pub protocol: String,
+}
+
 /// The process-wide metrics registry.
 #[derive(Clone)]
 pub struct Metrics {
@@ -93,6 +102,7 @@ pub struct Metrics {
     websocket_connections: Gauge,
     websocket_messages: Family<WebsocketMessageLabels, Counter>,
     kill_switch_active: Gauge,
+    intercept_denied: Family<DeniedLabels, Counter>,
     transparent_connections: Family<TransparentRouteLabels, Counter>,
     dns_queries: Family<DnsQueryLabels, Counter>,
 }
@@ -204,6 +214,13 @@ impl Metrics {
             dns_queries.clone(),
         );
 
+        let intercept_denied = Family::<DeniedLabels, Counter>::default();
+        registry.register(
+            "intercept_denied",
+            "Connects and sends the eBPF programs refused in the attached cgroups, by reason",
+            intercept_denied.clone(),
+        );
+
         Self {
             registry: Arc::new(registry),
             http_requests,
@@ -216,6 +233,7 @@ impl Metrics {
             websocket_connections,
             websocket_messages,
             kill_switch_active,
+            intercept_denied,
             transparent_connections,
             dns_queries,
         }
@@ -293,6 +311,16 @@ impl Metrics {
             .get_or_create(&WebsocketMessageLabels {
                 direction: direction.to_string(),
                 verdict: verdict.to_string(),
+            })
+            .inc();
+    }
+
+    /// Counts one connect or send the kernel refused.
+    pub fn record_intercept_denied(&self, reason: &str, protocol: &str) {
+        self.intercept_denied
+            .get_or_create(&DeniedLabels {
+                reason: reason.to_string(),
+                protocol: protocol.to_string(),
             })
             .inc();
     }
