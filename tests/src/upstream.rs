@@ -98,6 +98,12 @@ impl Upstream {
         Self::start_with(None)
     }
 
+    /// Starts a plain-HTTP origin on `ip` (another loopback address such as 127.0.0.2, or
+    /// ::1) with a free port.
+    pub fn start_on(ip: &str) -> Result<Self> {
+        Self::start_at(ip, None)
+    }
+
     /// Starts the origin on 127.0.0.1 with a free port, speaking HTTPS with `pki`'s
     /// certificate.
     pub fn start_tls(pki: &TestPki) -> Result<Self> {
@@ -105,7 +111,12 @@ impl Upstream {
     }
 
     fn start_with(tls: Option<Arc<rustls::ServerConfig>>) -> Result<Self> {
-        let listener = TcpListener::bind("127.0.0.1:0").context("bind the upstream")?;
+        Self::start_at("127.0.0.1", tls)
+    }
+
+    fn start_at(ip: &str, tls: Option<Arc<rustls::ServerConfig>>) -> Result<Self> {
+        let ip: std::net::IpAddr = ip.parse().context("the origin's address")?;
+        let listener = TcpListener::bind((ip, 0)).context("bind the upstream")?;
         let addr = listener.local_addr()?;
         let seen = Arc::new(Mutex::new(Vec::new()));
         let record = Arc::clone(&seen);
