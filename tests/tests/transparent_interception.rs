@@ -345,3 +345,86 @@ fn clients_that_ignore_proxies_are_scanned_in_the_kernel_path() {
         "{last:?}"
     );
 }
+
+#[test]
+fn pipelock_inside_the_attached_cgroup_is_not_redirected_to_itself() {
+    require_root();
+    let cgroups = Mount::cgroup2();
+    let bpffs = Mount::bpffs();
+    let app = ChildCgroup::new(cgroups.path(), "transparent-self");
+    let pin_root = bpffs.path().join("pipelock");
+    let origin = Upstream::start_on("127.0.0.2").expect("origin on 127.0.0.2");
+    let resolver = DnsUpstream::start(Ipv4Addr::new(127, 0, 0, 2), Ipv4Addr::new(127, 0, 0, 9))
+        .expect("resolver");
+    let yaml = format!(
+        "version: 1\nforward_proxy:\n  enabled: true\nssrf:\n  ip_allowlist: [\"127.0.0.0/8\"]\nintercept:\n  transparent_port: {}\n  dns_port: {}\n  dns_upstream: \"{}\"\n  pin_path: \"{}\"\n",
+        free_port().expect("port"),
+        free_port().expect("port"),
+        resolver.addr,
+        pin_root.display()
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = pipelock_e2e::write_file(dir.path(), "pipelock.yaml", &yaml).expect("config");
+    // `pipelock attach`, started from inside the cgroup it attaches to.
+    let mut command = Command::new("sh");
+    command
+        .arg("-c")
+        .arg(format!(
+            "echo $$ > '{}/cgroup.procs' && exec \"$@\"",
+            app.path.display()
+        ))
+        .arg("sh")
+        .arg(pipelock_e2e::pipelock_bin())
+        .args(["attach", "--cgroup"])
+        .arg(&app.path)
+        .arg("--config")
+        .arg(&config)
+        .args(["--listen", "127.0.0.1:0"]);
+    let pipelock = Pipelock::spawn(command).expect("pipelock attach starts");
+    let cg = app.path.as_path();
+    let output = inside(cg, "curl", &["-sS", "-m", "10", &origin.url("/clean")]);
+    assert_eq!(stdout(&output), "all good here\n", "{}", describe(&output));
+    // Through the forward proxy too (its upstream socket is in the cgroup, and marked).
+    let proxy = format!("http://{}", pipelock.addr);
+    let output = inside(
+        cg,
+        "curl",
+        &[
+            "-sS",
+            "-m",
+            "10",
+            "-x",
+            &proxy,
+            &origin.url("/clean?proxied"),
+        ],
+    );
+    assert_eq!(stdout(&output), "all good here\n", "{}", describe(&output));
+    assert_eq!(
+        origin.connections(),
+        1,
+        "one pooled connection, no loop through the listener"
+    );
+    let status = inside(
+        cg,
+        "cat",
+        &[&format!("{}/cgroup.procs", app.path.display())],
+    );
+    assert!(
+        stdout(&status)
+            .lines()
+            .any(|pid| pid.trim() == pipelock.pid().to_string()),
+        "pipelock runs inside the cgroup: {}",
+        stdout(&status)
+    );
+    drop(pipelock);
+    let mut detach = pipelock_command();
+    detach.args([
+        "detach",
+        "--cgroup",
+        app.path.to_str().expect("utf-8"),
+        "--pin-path",
+        pin_root.to_str().expect("utf-8"),
+    ]);
+    let output = run_with_timeout(detach, None, CLIENT_TIMEOUT).expect("detach");
+    assert!(output.status.success(), "{}", describe(&output));
+}

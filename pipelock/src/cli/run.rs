@@ -164,7 +164,18 @@ async fn serve_config(config: Config, source: String) -> anyhow::Result<()> {
         );
     }
     let dns = if config.intercept.active() {
-        let (transparent, dns) = bind_interception(&state).await?;
+        let mut own = Vec::new();
+        for listener in &listeners {
+            if let Some(routes) = listener.http_routes() {
+                own.push((
+                    listener
+                        .local_addr()
+                        .context("cannot read the bound address")?,
+                    routes,
+                ));
+            }
+        }
+        let (transparent, dns) = bind_interception(&state, own).await?;
         listeners.extend(transparent);
         Some(dns)
     } else {
@@ -228,7 +239,12 @@ async fn serve_config(config: Config, source: String) -> anyhow::Result<()> {
 /// The listeners of transparent interception (`intercept` active): the transparent
 /// listener on 127.0.0.1 and [::1], and the DNS listener. `origins` is the eBPF side's
 /// original-destination lookup; without it every transparent connection is refused.
-async fn bind_interception(state: &ServerState) -> anyhow::Result<(Vec<Listener>, DnsListener)> {
+/// `own` are Pipelock's HTTP listeners, served as themselves when an application in the
+/// attached cgroups connects to them.
+async fn bind_interception(
+    state: &ServerState,
+    own: Vec<(SocketAddr, Routes)>,
+) -> anyhow::Result<(Vec<Listener>, DnsListener)> {
     let section = &state.config.intercept;
     let allow = AllowList::resolve(&section.allow)
         .await
@@ -250,11 +266,14 @@ async fn bind_interception(state: &ServerState) -> anyhow::Result<(Vec<Listener>
     };
     let upstream = crate::proxy::dns::upstream_from_config(section)
         .context("cannot start the DNS listener")?;
-    let transparent = Arc::new(Transparent::new(
-        origins,
-        allow,
-        std::time::Duration::from_millis(section.peek_timeout_ms),
-    ));
+    let transparent = Arc::new(
+        Transparent::new(
+            origins,
+            allow,
+            std::time::Duration::from_millis(section.peek_timeout_ms),
+        )
+        .with_own_listeners(own),
+    );
     let mut listeners = Vec::new();
     for (name, ip) in [
         ("transparent", IpAddr::V4(Ipv4Addr::LOCALHOST)),

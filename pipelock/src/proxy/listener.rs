@@ -150,6 +150,15 @@ impl Listener {
         self.tcp.local_addr()
     }
 
+    /// What an HTTP listener serves (`None` for a transparent one).
+    #[must_use]
+    pub fn http_routes(&self) -> Option<Routes> {
+        match &self.serves {
+            Serves::Http(routes) => Some(*routes),
+            Serves::Transparent(_) => None,
+        }
+    }
+
     /// What this listener is (`main`, `metrics`), for logs.
     #[must_use]
     pub fn name(&self) -> &'static str {
@@ -264,7 +273,7 @@ pub async fn serve(
 
 /// Serves HTTP/1 on one connection of a listener that serves `routes`; on `stopping`, the
 /// request in flight finishes and the connection closes.
-async fn serve_http(
+pub(crate) async fn serve_http(
     state: Arc<ServerState>,
     routes: Routes,
     stream: TcpStream,

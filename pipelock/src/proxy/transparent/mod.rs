@@ -51,6 +51,8 @@ pub struct Transparent {
     origins: Option<Arc<dyn OriginalDestinations>>,
     allow: AllowList,
     peek_timeout: Duration,
+    /// Pipelock's own HTTP listeners (bound address, what they serve).
+    own: Vec<(SocketAddr, crate::proxy::endpoints::Routes)>,
 }
 
 impl Transparent {
@@ -66,8 +68,37 @@ impl Transparent {
             origins,
             allow,
             peek_timeout,
+            own: Vec::new(),
         }
     }
+
+    /// Pipelock's own HTTP listeners. A redirected connection whose original destination is
+    /// one of them (an application in the attached cgroup using `HTTPS_PROXY=…:8888`, or
+    /// calling `/health`) is served as that listener would, not as traffic to an origin.
+    #[must_use]
+    pub fn with_own_listeners(
+        mut self,
+        own: Vec<(SocketAddr, crate::proxy::endpoints::Routes)>,
+    ) -> Self {
+        self.own = own;
+        self
+    }
+
+    /// The routes of the own listener `original` names, if it names one: the same address,
+    /// or the same port on a local address when the listener is bound to all addresses.
+    fn own_listener(&self, original: SocketAddr) -> Option<crate::proxy::endpoints::Routes> {
+        self.own.iter().find_map(|(addr, routes)| {
+            let same_port = addr.port() == original.port();
+            let same_ip = addr.ip() == original.ip()
+                || (addr.ip().is_unspecified() && is_local(original.ip()));
+            (same_port && same_ip).then_some(*routes)
+        })
+    }
+}
+
+/// Whether `ip` is an address of this host (loopback, or one a socket can be bound to).
+fn is_local(ip: std::net::IpAddr) -> bool {
+    ip.is_loopback() || std::net::UdpSocket::bind((ip, 0)).is_ok()
 }
 
 /// Serves one accepted connection from `peer` through the phases above.
@@ -96,6 +127,11 @@ pub async fn serve_connection(
         );
         return;
     };
+    if let Some(routes) = transparent.own_listener(original) {
+        state.metrics.record_transparent_connection("own_listener");
+        crate::proxy::listener::serve_http(state, routes, stream, peer, stopping).await;
+        return;
+    }
     // The kernel refuses new connects while the kill switch is thrown; one accepted just
     // before is refused here.
     if let Some(source) = state.kill_switch.active() {
