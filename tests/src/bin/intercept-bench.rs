@@ -24,7 +24,7 @@ use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -110,6 +110,8 @@ fn bench() -> Result<()> {
         unsafe { libc::geteuid() } == 0,
         "run as root: it mounts a cgroup v2 and a bpffs and loads eBPF programs"
     );
+    let client_pid = Arc::new(AtomicU32::new(0));
+    stop_client_on_signals(Arc::clone(&client_pid))?;
     let cgroups = Mount::new(c"cgroup2")?;
     let bpffs = Mount::new(c"bpf")?;
     let cgroup = ChildCgroup::new(cgroups.path())?;
@@ -136,6 +138,9 @@ fn bench() -> Result<()> {
     let connects: u32 = env_number("PIPELOCK_BENCH_CONNECTS", CONNECTS);
     let rounds: usize = env_number("PIPELOCK_BENCH_ROUNDS", ROUNDS);
     let mut client = Client::start(&cgroup.path)?;
+    if client_pid.swap(client.child.id(), Ordering::Relaxed) == STOP_REQUESTED {
+        bail!("stopped by a signal");
+    }
     // Warm up the paths (page cache, socket slabs) before measuring.
     client.run(origin.addr, connects / 4)?;
 
@@ -249,6 +254,41 @@ fn program_run_times() -> Vec<(String, u64, u128)> {
         .collect();
     times.sort();
     times
+}
+
+/// `client_pid` value: a signal came before the client started.
+const STOP_REQUESTED: u32 = u32::MAX;
+
+/// SIGINT and SIGTERM (Ctrl-C, `timeout`) must not skip the cleanup (unmounting, removing
+/// the cgroup and its attachments): they are blocked in every thread and taken by one that
+/// kills the client, so the main thread's next read fails and it unwinds through the `Drop`s.
+fn stop_client_on_signals(client_pid: Arc<AtomicU32>) -> Result<()> {
+    // SAFETY: sigset operations on a set we own; pthread_sigmask before any thread starts,
+    // so every later thread inherits the mask.
+    let set = unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        let rc = libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        ensure!(rc == 0, "pthread_sigmask failed: {rc}");
+        set
+    };
+    std::thread::spawn(move || loop {
+        let mut signal = 0;
+        // SAFETY: sigwait(3) on the blocked set, into a local.
+        if unsafe { libc::sigwait(&set, &mut signal) } == 0 {
+            eprintln!("intercept-bench: signal {signal}: stopping and cleaning up");
+            let pid = client_pid.swap(STOP_REQUESTED, Ordering::Relaxed);
+            if let Ok(pid) = i32::try_from(pid) {
+                if pid > 0 {
+                    // SAFETY: kill(2) on our own child.
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                }
+            }
+        }
+    });
+    Ok(())
 }
 
 fn env_number<T: std::str::FromStr>(name: &str, default: T) -> T {
