@@ -43,12 +43,9 @@ fn help_lists_every_subcommand() {
 
 #[test]
 fn later_commands_say_they_are_not_yet_available() {
-    // detach and status work (tests/tests/ebpf_intercept.rs); attach arrives with the
-    // transparent listener.
-    let cases: [&[&str]; 2] = [
-        &["attach", "--cgroup", "/sys/fs/cgroup/unified/app"],
-        &["simulate"],
-    ];
+    // attach, detach and status work (tests/tests/ebpf_intercept.rs,
+    // transparent_interception.rs).
+    let cases: [&[&str]; 1] = [&["simulate"]];
     for args in cases {
         let output = run_pipelock(args, None, TIMEOUT).expect("run");
         assert_eq!(
@@ -71,6 +68,44 @@ fn later_commands_say_they_are_not_yet_available() {
             describe(&help)
         );
     }
+}
+
+#[test]
+fn attach_explains_what_is_missing() {
+    // A pin path that is not on a bpffs: refused before anything is loaded, with the fix.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = pipelock_e2e::write_file(
+        dir.path(),
+        "pipelock.yaml",
+        &format!(
+            "version: 1\nintercept:\n  pin_path: {}\n",
+            dir.path().join("pins").display()
+        ),
+    )
+    .expect("config");
+    let output = run_pipelock(
+        &[
+            "attach",
+            "--cgroup",
+            dir.path().to_str().expect("utf-8"),
+            "--config",
+            config.to_str().expect("utf-8"),
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        None,
+        TIMEOUT,
+    )
+    .expect("run");
+    assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("cannot attach the eBPF interception")
+            && stderr.contains("is not on a BPF filesystem")
+            && stderr.contains("mount -t bpf"),
+        "{}",
+        describe(&output)
+    );
 }
 
 #[test]

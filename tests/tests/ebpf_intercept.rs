@@ -315,6 +315,7 @@ fn the_kill_switch_refuses_connects_within_a_second_and_clears() {
     let pin_root = bpffs.path().join("pipelock");
     let listener = LoopbackListener::new();
     let dns = UdpEcho::new();
+    let marked_target = Origin::new("127.0.0.4");
     let mut interception =
         Interception::load(&pin_root, &settings(&listener, &dns, Vec::new())).expect("load");
     interception.attach(&child.path).expect("attach");
@@ -388,6 +389,31 @@ while time.monotonic() < deadline:
     let switched_on = monotonic_ns();
     interception.set_kill_switch(true).expect("kill switch on");
     let eperm_at = wait_field("eperm_at");
+    // While it is on: UDP (DNS too) is refused as well, but a socket with Pipelock's mark
+    // still connects (Pipelock's own upstream connections keep working).
+    let during = python(
+        Some(&child.path),
+        &format!(
+            r#"
+import socket
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+try:
+    u.sendto(b"q", ("127.0.0.2", 53))
+    print("dns=sent")
+except PermissionError:
+    print("dns=EPERM")
+m = socket.socket()
+m.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, {MARK})
+m.settimeout(5)
+m.connect(("127.0.0.4", {}))
+m.close()
+print("marked=connected")
+"#,
+            marked_target.addr.port()
+        ),
+    );
+    assert_eq!(field(&during, "dns"), "EPERM");
+    assert_eq!(field(&during, "marked"), "connected");
     std::thread::sleep(Duration::from_millis(200));
     let switched_off = monotonic_ns();
     interception
@@ -417,7 +443,10 @@ while time.monotonic() < deadline:
     assert_eq!(event.reason, DenyReason::KillSwitch, "{event:?}");
     assert_eq!(event.destination, socket("127.0.0.2:9"), "{event:?}");
     assert_eq!(event.protocol(), Some(Protocol::Tcp), "{event:?}");
-    assert!(interception.stats().expect("stats").denied_kill_switch >= 1);
+    let stats = interception.stats().expect("stats");
+    assert!(stats.denied_kill_switch >= 2, "{stats:?}");
+    assert!(stats.own_traffic >= 1, "{stats:?}");
+    assert_eq!(marked_target.connections(), 1);
     assert!(!interception.kill_switch().expect("read"));
 }
 

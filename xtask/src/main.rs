@@ -1,8 +1,9 @@
-//! Developer tasks: `cargo xtask setup | build | run | test | bench-proxy`.
+//! Developer tasks: `cargo xtask setup | build | run | test | bench-proxy | bench-intercept`.
 //!
 //! `setup` installs what the build needs, idempotently, from Debian's packages and crates.io
 //! only; every other task runs it first, so the README's two commands work on a fresh machine.
 
+mod bench_intercept;
 mod bench_proxy;
 mod prerequisites;
 mod tasks;
@@ -46,6 +47,10 @@ enum Task {
     /// squid and a direct connection on loopback; prints a markdown table and writes it to
     /// `<target dir>/bench-proxy.md`.
     BenchProxy,
+    /// Set up, build (release) and measure what the eBPF interception hooks add to a
+    /// `connect()` (as root); prints a markdown table and writes it to
+    /// `<target dir>/bench-intercept.md`.
+    BenchIntercept,
 }
 
 fn main() -> ExitCode {
@@ -56,6 +61,7 @@ fn main() -> ExitCode {
         Task::Run { args } => prerequisites::install().and_then(|()| tasks::run(&args)),
         Task::Test { args } => prerequisites::install().and_then(|()| tasks::test(&args)),
         Task::BenchProxy => bench_proxy::run(),
+        Task::BenchIntercept => bench_intercept::run(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -249,6 +249,8 @@ async fn bind_interception(
     let allow = AllowList::resolve(&section.allow)
         .await
         .context("cannot prepare intercept.allow")?;
+    let upstream = crate::proxy::dns::upstream_from_config(section)
+        .context("cannot start the DNS listener")?;
     let origins: Option<Arc<dyn OriginalDestinations>> = if section.cgroups.is_empty() {
         tracing::warn!("transparent listener: no cgroup to attach (intercept.cgroups is empty); every connection it accepts is refused");
         None
@@ -264,8 +266,6 @@ async fn bind_interception(
         .context("cannot attach the eBPF interception (intercept.cgroups)")?;
         Some(interception)
     };
-    let upstream = crate::proxy::dns::upstream_from_config(section)
-        .context("cannot start the DNS listener")?;
     let transparent = Arc::new(
         Transparent::new(
             origins,

@@ -205,7 +205,15 @@ impl Maps {
         if let Err(error) = map.remove(&key) {
             tracing::warn!(%peer, error = %super::error::chain(&error), "cannot delete the original-destination record");
         }
-        socket_addr(&record)
+        // A dual-stack socket that dialled ::ffff:a.b.c.d meant a.b.c.d: policy (SSRF,
+        // allow lists) and the upstream dial should see the IPv4 address.
+        socket_addr(&record).map(|addr| match addr {
+            SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
+                Some(v4) => SocketAddr::V4(SocketAddrV4::new(v4, v6.port())),
+                None => addr,
+            },
+            SocketAddr::V4(_) => addr,
+        })
     }
 
     pub(super) fn stats(&self) -> Result<InterceptStats, InterceptError> {
