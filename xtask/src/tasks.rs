@@ -118,7 +118,8 @@ pub fn test(args: &[String]) -> Result<()> {
     let mut command = cargo();
     command
         // The eBPF crate only builds for the BPF target (pipelock/build.rs builds it).
-        .args(["test", "--workspace", "--exclude", "pipelock-ebpf"])
+        // Every suite runs even when one fails, so the summary counts them all.
+        .args(["test", "--no-fail-fast", "--workspace", "--exclude", "pipelock-ebpf"])
         .args(args)
         .env("PIPELOCK_BIN", &binary)
         .stdout(Stdio::piped());
