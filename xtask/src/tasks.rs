@@ -119,7 +119,13 @@ pub fn test(args: &[String]) -> Result<()> {
     command
         // The eBPF crate only builds for the BPF target (pipelock/build.rs builds it).
         // Every suite runs even when one fails, so the summary counts them all.
-        .args(["test", "--no-fail-fast", "--workspace", "--exclude", "pipelock-ebpf"])
+        .args([
+            "test",
+            "--no-fail-fast",
+            "--workspace",
+            "--exclude",
+            "pipelock-ebpf",
+        ])
         .args(args)
         .env("PIPELOCK_BIN", &binary)
         .stdout(Stdio::piped());
