@@ -7,6 +7,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
@@ -278,29 +279,48 @@ pub(crate) async fn serve_http(
     routes: Routes,
     stream: TcpStream,
     peer: SocketAddr,
-    mut stopping: tokio::sync::watch::Receiver<bool>,
+    stopping: tokio::sync::watch::Receiver<bool>,
 ) {
-    let service = service_fn(move |request| {
+    let handler = move |request| {
         let state = Arc::clone(&state);
         async move {
             Ok::<_, std::convert::Infallible>(endpoints::route(state, routes, peer, request).await)
         }
-    });
+    };
+    if let Err(error) = serve_http1(stream, handler, stopping).await {
+        tracing::debug!(%peer, %error, "connection ended with an error");
+    }
+}
+
+/// Serves HTTP/1.1 (upgrades included) on `io`, each request answered by `handler`, until the client leaves, or,
+/// once `stopping` changes, finishes the request in progress and closes.
+///
+/// # Errors
+/// The connection failed (the client's I/O, or a malformed request hyper could not answer).
+pub(crate) async fn serve_http1<S, F, Fut>(
+    io: S,
+    handler: F,
+    mut stopping: tokio::sync::watch::Receiver<bool>,
+) -> Result<(), hyper::Error>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    F: Fn(hyper::Request<Incoming>) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<hyper::Response<super::response::Body>, std::convert::Infallible>>
+        + Send
+        + 'static,
+{
     let connection = http1::Builder::new()
         .timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT)
-        .serve_connection(TokioIo::new(stream), service)
+        .serve_connection(TokioIo::new(io), service_fn(handler))
         .with_upgrades();
     let mut connection = std::pin::pin!(connection);
-    let result = tokio::select! {
+    tokio::select! {
         result = connection.as_mut() => result,
         _ = stopping.changed() => {
             connection.as_mut().graceful_shutdown();
             connection.await
         }
-    };
-    if let Err(error) = result {
-        tracing::debug!(%peer, %error, "connection ended with an error");
     }
 }
 

@@ -8,15 +8,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::proxy::forward::http::Target;
 use crate::proxy::forward::{dial, intercept};
-use crate::proxy::listener::HEADER_READ_TIMEOUT;
+use crate::proxy::listener::serve_http1;
 use crate::proxy::response::{self, Body};
 use crate::proxy::ServerState;
 
@@ -29,28 +26,15 @@ pub async fn serve<S>(
     state: Arc<ServerState>,
     original: SocketAddr,
     io: S,
-    mut stopping: tokio::sync::watch::Receiver<bool>,
+    stopping: tokio::sync::watch::Receiver<bool>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let service = service_fn(move |request: Request<Incoming>| {
+    let handler = move |request: Request<Incoming>| {
         let state = Arc::clone(&state);
         async move { Ok::<_, std::convert::Infallible>(handle(state, original, request).await) }
-    });
-    let connection = http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
-        .serve_connection(TokioIo::new(io), service)
-        .with_upgrades();
-    let mut connection = std::pin::pin!(connection);
-    let result = tokio::select! {
-        result = connection.as_mut() => result,
-        _ = stopping.changed() => {
-            connection.as_mut().graceful_shutdown();
-            connection.await
-        }
     };
-    if let Err(error) = result {
+    if let Err(error) = serve_http1(io, handler, stopping).await {
         tracing::debug!(%original, %error, "transparent HTTP connection ended with an error");
     }
 }
