@@ -28,8 +28,9 @@ use support::{require_root, ChildCgroup, Mount, CLIENT_TIMEOUT};
 const AWS_KEY: &str = "AKIAIOSFODNN7EXAMPLE";
 const TOKEN: &str = "transparent-test-token";
 
-/// Runs `program args…` inside `cgroup` with no proxy variable in its environment.
-fn inside(cgroup: &Path, program: &str, args: &[&str]) -> Output {
+/// `program` started inside `cgroup`: `sh` moves itself into the cgroup, then execs it, so
+/// every socket the program makes is the cgroup's.
+fn in_cgroup(cgroup: &Path, program: &std::ffi::OsStr) -> Command {
     let mut command = Command::new("sh");
     command
         .arg("-c")
@@ -38,8 +39,14 @@ fn inside(cgroup: &Path, program: &str, args: &[&str]) -> Output {
             cgroup.display()
         ))
         .arg("sh")
-        .arg(program)
-        .args(args);
+        .arg(program);
+    command
+}
+
+/// Runs `program args…` inside `cgroup` with no proxy variable in its environment.
+fn inside(cgroup: &Path, program: &str, args: &[&str]) -> Output {
+    let mut command = in_cgroup(cgroup, program.as_ref());
+    command.args(args);
     for var in [
         "http_proxy",
         "https_proxy",
@@ -51,6 +58,18 @@ fn inside(cgroup: &Path, program: &str, args: &[&str]) -> Output {
         command.env_remove(var);
     }
     run_with_timeout(command, None, CLIENT_TIMEOUT).expect("client runs")
+}
+
+/// `pipelock detach` of `cgroup` under `pin_root`, which must succeed.
+fn detach(cgroup: &Path, pin_root: &Path) {
+    let mut command = pipelock_command();
+    command
+        .args(["detach", "--cgroup"])
+        .arg(cgroup)
+        .arg("--pin-path")
+        .arg(pin_root);
+    let output = run_with_timeout(command, None, CLIENT_TIMEOUT).expect("detach");
+    assert!(output.status.success(), "{}", describe(&output));
 }
 
 fn stdout(output: &Output) -> String {
@@ -319,16 +338,7 @@ fn clients_that_ignore_proxies_are_scanned_in_the_kernel_path() {
     assert_eq!(origin.seen().len(), seen);
 
     // `pipelock detach` restores direct connections (the origin now sees the client itself).
-    let mut detach = pipelock_command();
-    detach.args([
-        "detach",
-        "--cgroup",
-        app.path.to_str().expect("utf-8"),
-        "--pin-path",
-        pin_root.to_str().expect("utf-8"),
-    ]);
-    let output = run_with_timeout(detach, None, CLIENT_TIMEOUT).expect("detach");
-    assert!(output.status.success(), "{}", describe(&output));
+    detach(&app.path, &pin_root);
     let output = inside(
         cg,
         "curl",
@@ -366,15 +376,8 @@ fn pipelock_inside_the_attached_cgroup_is_not_redirected_to_itself() {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = pipelock_e2e::write_file(dir.path(), "pipelock.yaml", &yaml).expect("config");
     // `pipelock attach`, started from inside the cgroup it attaches to.
-    let mut command = Command::new("sh");
+    let mut command = in_cgroup(&app.path, pipelock_e2e::pipelock_bin().as_os_str());
     command
-        .arg("-c")
-        .arg(format!(
-            "echo $$ > '{}/cgroup.procs' && exec \"$@\"",
-            app.path.display()
-        ))
-        .arg("sh")
-        .arg(pipelock_e2e::pipelock_bin())
         .args(["attach", "--cgroup"])
         .arg(&app.path)
         .arg("--config")
@@ -417,14 +420,5 @@ fn pipelock_inside_the_attached_cgroup_is_not_redirected_to_itself() {
         stdout(&status)
     );
     drop(pipelock);
-    let mut detach = pipelock_command();
-    detach.args([
-        "detach",
-        "--cgroup",
-        app.path.to_str().expect("utf-8"),
-        "--pin-path",
-        pin_root.to_str().expect("utf-8"),
-    ]);
-    let output = run_with_timeout(detach, None, CLIENT_TIMEOUT).expect("detach");
-    assert!(output.status.success(), "{}", describe(&output));
+    detach(&app.path, &pin_root);
 }
