@@ -48,7 +48,8 @@ enum Task {
     /// `<target dir>/bench-proxy.md`.
     BenchProxy,
     /// Set up, build (release) and measure what the eBPF interception hooks add to a
-    /// `connect()` (as root); prints a markdown table and writes it to
+    /// `connect()`, and a small HTTP request through the transparent path against the forward
+    /// proxy (as root); prints markdown tables and writes them to
     /// `<target dir>/bench-intercept.md`.
     BenchIntercept,
 }

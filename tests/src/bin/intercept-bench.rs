@@ -1,6 +1,7 @@
-//! The cost of Pipelock's eBPF hooks on `connect()` (issue #5, "Speed"), run by
-//! `cargo xtask bench-intercept` as root.
+//! The cost of Pipelock's eBPF hooks on `connect()` and on a small HTTP request (issue #5,
+//! "Speed"), run by `cargo xtask bench-intercept` as root.
 //!
+//! **Connect cost.**
 //! A client process inside a fresh cgroup v2 times N blocking TCP connects each (socket,
 //! connect, close with an RST so no TIME_WAIT piles up) to loopback listeners, in three
 //! conditions, interleaved over several rounds:
@@ -15,8 +16,17 @@
 //! round's median connect, then the median over rounds, is reported with the difference to
 //! the baseline; the spread of the baseline over rounds shows the noise. A second table gives
 //! the kernel's own accounting of the programs' run time (`BPF_ENABLE_STATS`), which has no
-//! such noise. Both are printed as markdown on stdout. Mounts, cgroup and pins are removed on
-//! exit.
+//! such noise.
+//!
+//! **HTTP latency** ([`http_latency`]): a real `pipelock run` attaches to the same cgroup, and
+//! the p50 and p90 of small keep-alive GETs through its transparent listener are compared with
+//! the same GETs through its forward proxy and, for reference, straight to the origin.
+//!
+//! All tables are printed as markdown on stdout. Mounts, cgroup, pins and the `pipelock`
+//! process are removed on exit, also after an error or SIGINT/SIGTERM.
+
+#[path = "intercept-bench/http_latency.rs"]
+mod http_latency;
 
 use std::ffi::CString;
 use std::io::{BufRead, BufReader, Write};
@@ -24,20 +34,30 @@ use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 use pipelock::intercept::{AllowRule, InterceptSettings, Interception, Protocol, DEFAULT_MARK};
 
-/// Set in the client copy of this binary: the cgroup directory to enter.
+/// Set in the client copies of this binary: the cgroup directory to enter, or empty for the
+/// client that stays outside (the direct HTTP case).
 const CLIENT_ENV: &str = "PIPELOCK_BENCH_CLIENT_CGROUP";
 /// Connects per round and rounds; `PIPELOCK_BENCH_CONNECTS` / `PIPELOCK_BENCH_ROUNDS`
 /// override them.
 const CONNECTS: u32 = 20_000;
 const ROUNDS: usize = 7;
 const TARGET_NS: f64 = 2_000.0;
+/// HTTP rounds, timed requests per case and round, and untimed ones before them on the same
+/// connection; `PIPELOCK_BENCH_HTTP_ROUNDS` and `PIPELOCK_BENCH_REQUESTS` override the first
+/// two. A connection's latency settles in one of a few modes (which cores the client's and
+/// Pipelock's threads wake on), so many short rounds average better than a few long ones.
+const HTTP_ROUNDS: usize = 21;
+const REQUESTS: u32 = 1_500;
+const REQUESTS_WARMUP: u32 = 200;
+/// The issue's target: the transparent path's p50 at most this times the forward proxy's.
+const TARGET_RATIO: f64 = 1.10;
 
 fn main() {
     let result = if let Some(cgroup) = std::env::var_os(CLIENT_ENV) {
@@ -51,15 +71,38 @@ fn main() {
     }
 }
 
-/// The client: enters the cgroup, then for each stdin line "ADDR N" runs N connects to ADDR
-/// and answers with the elapsed nanoseconds.
+/// The client: enters the cgroup (unless it is empty), then for each stdin line
+/// - "ADDR N" runs N connects to ADDR and answers with the median nanoseconds and the count
+///   of stalled connects;
+/// - "GET ADDR TARGET HOST W N" sends W untimed, then N timed GETs of TARGET with `Host: HOST`
+///   on one connection to ADDR and answers with the nanoseconds of each timed one.
 fn client(cgroup: &Path) -> Result<()> {
-    std::fs::write(cgroup.join("cgroup.procs"), std::process::id().to_string())
-        .context("cannot enter the cgroup")?;
+    if !cgroup.as_os_str().is_empty() {
+        std::fs::write(cgroup.join("cgroup.procs"), std::process::id().to_string())
+            .context("cannot enter the cgroup")?;
+    }
     let stdin = std::io::stdin();
     let mut stdout = std::io::stdout();
     for line in stdin.lock().lines() {
         let line = line?;
+        if let Some(request) = line.strip_prefix("GET ") {
+            let fields: Vec<&str> = request.split(' ').collect();
+            let [addr, target, host, warmup, count] = fields[..] else {
+                bail!("expected GET ADDR TARGET HOST W N, got {line:?}");
+            };
+            let samples = http_latency::timed_gets(
+                addr.parse()?,
+                target,
+                host,
+                warmup.parse()?,
+                count.parse()?,
+            )
+            .with_context(|| format!("GET {target} from {addr}"))?;
+            let text: Vec<String> = samples.iter().map(u64::to_string).collect();
+            writeln!(stdout, "{}", text.join(" "))?;
+            stdout.flush()?;
+            continue;
+        }
         let (addr, count) = line.split_once(' ').context("expected ADDR N")?;
         let addr: SocketAddr = addr.parse()?;
         let count: u32 = count.parse()?;
@@ -110,13 +153,22 @@ fn bench() -> Result<()> {
         unsafe { libc::geteuid() } == 0,
         "run as root: it mounts a cgroup v2 and a bpffs and loads eBPF programs"
     );
-    let client_pid = Arc::new(AtomicU32::new(0));
-    stop_client_on_signals(Arc::clone(&client_pid))?;
+    let stop = Arc::new(Stop::default());
+    stop_clients_on_signals(Arc::clone(&stop))?;
     let cgroups = Mount::new(c"cgroup2")?;
     let bpffs = Mount::new(c"bpf")?;
     let cgroup = ChildCgroup::new(cgroups.path())?;
     let pin_root = bpffs.path().join("pipelock");
+    let rounds: usize = env_number("PIPELOCK_BENCH_ROUNDS", ROUNDS);
+    let mut client = Client::start(Some(&cgroup.path), &stop)?;
+    connect_cost(&mut client, &cgroup.path, &pin_root, rounds)?;
+    let http_rounds: usize = env_number("PIPELOCK_BENCH_HTTP_ROUNDS", HTTP_ROUNDS);
+    request_latency(&mut client, &cgroup.path, &pin_root, http_rounds, &stop)
+}
 
+/// The first table: what the hooks add to a connect, timed by `client` (in the cgroup) with
+/// the programs loaded by this process, and the kernel's accounting of their run time.
+fn connect_cost(client: &mut Client, cgroup: &Path, pin_root: &Path, rounds: usize) -> Result<()> {
     let origin = Listener::bind("127.0.0.2:0")?;
     let allowed = Listener::bind("127.0.0.3:0")?;
     let transparent = Listener::bind("127.0.0.1:0")?;
@@ -133,14 +185,9 @@ fn bench() -> Result<()> {
         }],
         debug_log: false,
     };
-    let mut interception = Interception::load(&pin_root, &settings)?;
+    let mut interception = Interception::load(pin_root, &settings)?;
 
     let connects: u32 = env_number("PIPELOCK_BENCH_CONNECTS", CONNECTS);
-    let rounds: usize = env_number("PIPELOCK_BENCH_ROUNDS", ROUNDS);
-    let mut client = Client::start(&cgroup.path)?;
-    if client_pid.swap(client.child.id(), Ordering::Relaxed) == STOP_REQUESTED {
-        bail!("stopped by a signal");
-    }
     // Warm up the paths (page cache, socket slabs) before measuring.
     client.run(origin.addr, connects / 4)?;
 
@@ -148,9 +195,9 @@ fn bench() -> Result<()> {
     let mut redirected = Vec::new();
     let mut direct = Vec::new();
     for round in 0..rounds {
-        pipelock::intercept::detach(&pin_root, &cgroup.path).ok();
+        pipelock::intercept::detach(pin_root, cgroup).ok();
         baseline.push(client.run(origin.addr, connects)?);
-        interception.attach(&cgroup.path)?;
+        interception.attach(cgroup)?;
         redirected.push(client.run(origin.addr, connects)?);
         direct.push(client.run(allowed.addr, connects)?);
         eprintln!(
@@ -186,10 +233,8 @@ fn bench() -> Result<()> {
         "only {} connects went through the allow rule",
         stats.allowed_direct
     );
-    pipelock::intercept::detach(&pin_root, &cgroup.path).ok();
+    pipelock::intercept::detach(pin_root, cgroup).ok();
     let stalls = client.stalls;
-
-    drop(client);
     drop(interception);
 
     let spread = baseline.iter().copied().fold(f64::INFINITY, f64::min)
@@ -242,6 +287,159 @@ Connects over 100 ms (SYN retransmitted after a full accept queue, left out by t
     Ok(())
 }
 
+/// The second table: small keep-alive GETs straight to an origin (a client outside the
+/// cgroup), through Pipelock's forward proxy and through its transparent listener (`client`,
+/// in the cgroup), with a real `pipelock run` attached to the cgroup.
+fn request_latency(
+    client: &mut Client,
+    cgroup: &Path,
+    pin_root: &Path,
+    rounds: usize,
+    stop: &Arc<Stop>,
+) -> Result<()> {
+    use http_latency::{CaseSamples, Origin, PipelockRun, PATH};
+
+    let requests: u32 = env_number("PIPELOCK_BENCH_REQUESTS", REQUESTS);
+    let binary = pipelock_binary()?;
+    let origin = Origin::start("127.0.0.2:0")?;
+    let host = origin.addr.to_string();
+    let absolute = format!("http://{host}{PATH}");
+    let mut outside = Client::start(None, stop)?;
+    let pipelock = PipelockRun::start(&binary, cgroup, pin_root)?;
+    ensure!(!stop.requested(), "stopped by a signal");
+    let proxy = pipelock.addr()?;
+    eprintln!(
+        "intercept-bench: pipelock {} listens on {proxy} (transparent {}), attached to {}",
+        binary.display(),
+        pipelock.transparent,
+        cgroup.display()
+    );
+
+    // Warm-up: every path once (pools, caches, the page in the scanners' way).
+    outside.gets(origin.addr, PATH, &host, REQUESTS_WARMUP, 1)?;
+    client.gets(proxy, &absolute, &host, REQUESTS_WARMUP, 1)?;
+    client.gets(origin.addr, PATH, &host, REQUESTS_WARMUP, 1)?;
+
+    let mut direct = CaseSamples::default();
+    let mut forward = CaseSamples::default();
+    let mut transparent = CaseSamples::default();
+    for round in 0..rounds {
+        // Each round starts with another case, so none always runs first.
+        for case in (0..3).map(|i| (i + round) % 3) {
+            match case {
+                0 => direct.add_round(outside.gets(
+                    origin.addr,
+                    PATH,
+                    &host,
+                    REQUESTS_WARMUP,
+                    requests,
+                )?)?,
+                1 => forward.add_round(client.gets(
+                    proxy,
+                    &absolute,
+                    &host,
+                    REQUESTS_WARMUP,
+                    requests,
+                )?)?,
+                _ => transparent.add_round(client.gets(
+                    origin.addr,
+                    PATH,
+                    &host,
+                    REQUESTS_WARMUP,
+                    requests,
+                )?)?,
+            }
+        }
+        eprintln!(
+            "intercept-bench: HTTP round {}: p50 direct {:.1} µs, forward proxy {:.1} µs, transparent {:.1} µs",
+            round + 1,
+            direct.round_p50[round] / 1000.0,
+            forward.round_p50[round] / 1000.0,
+            transparent.round_p50[round] / 1000.0
+        );
+    }
+    // Pipelock's own count proves which path each case took.
+    let per_case = u64::from(requests + REQUESTS_WARMUP) * rounds as u64;
+    let forwarded = pipelock.requests("http", "allow")?;
+    let transparently = pipelock.requests("transparent", "allow")?;
+    ensure!(
+        forwarded >= per_case && transparently >= per_case,
+        "Pipelock counted {forwarded} forward-proxy and {transparently} transparent requests allowed, expected at least {per_case} each"
+    );
+    drop(pipelock);
+    drop(outside);
+
+    let (direct_p50, direct_p90) = direct.p50_p90_us();
+    let (forward_p50, forward_p90) = forward.p50_p90_us();
+    let (transparent_p50, transparent_p90) = transparent.p50_p90_us();
+    let ratio = transparent_p50 / forward_p50;
+    let met = if ratio <= TARGET_RATIO {
+        "yes"
+    } else {
+        "**no**"
+    };
+    let mut round_ratios: Vec<f64> = transparent
+        .round_p50
+        .iter()
+        .zip(&forward.round_p50)
+        .map(|(t, f)| t / f)
+        .collect();
+    let round_ratio = median(&mut round_ratios);
+    let page_len = http_latency::page().len();
+    println!("\n## HTTP request latency: transparent path against the forward proxy\n");
+    println!("| Case | p50 µs | p90 µs | Added over direct (p50) | Ratio transparent / forward (p50) | Target | Met |");
+    println!("|---|---|---|---|---|---|---|");
+    println!("| direct: origin, from outside the cgroup | {direct_p50:.1} | {direct_p90:.1} | — | — | — | — |");
+    println!(
+        "| forward proxy: absolute-form to Pipelock's listener | {forward_p50:.1} | {forward_p90:.1} | {:+.1} µs | — | — | — |",
+        forward_p50 - direct_p50
+    );
+    println!(
+        "| transparent: origin-form to the origin, redirected by the kernel | {transparent_p50:.1} | {transparent_p90:.1} | {:+.1} µs | {ratio:.3} | transparent ≤ {TARGET_RATIO:.2} × forward | {met} |",
+        transparent_p50 - direct_p50
+    );
+    let spread = |case: &CaseSamples| {
+        let (low, high) = case.round_spread_us();
+        format!("{low:.1}–{high:.1}")
+    };
+    println!(
+        "\nEach case: {requests} sequential `GET {PATH}` (a {page_len}-byte `text/html` page with Content-Length, \
+read whole and checked) on one keep-alive connection per round, after {REQUESTS_WARMUP} untimed ones; \
+{rounds} rounds, the cases' order rotating; percentiles over all {} samples of a case. \
+Per-round p50: direct {} µs, forward proxy {} µs, transparent {} µs; median of the rounds' p50 ratios \
+transparent / forward {round_ratio:.3}; p90 ratio {:.3}. \
+Pipelock (`pipelock run`, release build) scans with every scanner that applies on and blocking \
+(URL layers, DLP on every header and body, injection scanning of the response), and attached to the \
+cgroup itself (`intercept.cgroups`); both proxied cases come from the client in the cgroup, whose \
+connect to Pipelock's own listener is redirected too and served by that listener's routes. \
+Pipelock counted {forwarded} forward-proxy and {transparently} transparent requests, all allowed.",
+        direct.all.len(),
+        spread(&direct),
+        spread(&forward),
+        spread(&transparent),
+        transparent_p90 / forward_p90
+    );
+    Ok(())
+}
+
+/// The `pipelock` binary: `$PIPELOCK_BIN` (set by `cargo xtask bench-intercept` to the release
+/// build), else the one next to this binary (`target/<profile>/pipelock`).
+fn pipelock_binary() -> Result<PathBuf> {
+    let path = match std::env::var_os("PIPELOCK_BIN") {
+        Some(path) => PathBuf::from(path),
+        None => std::env::current_exe()?
+            .parent()
+            .context("this binary has no directory")?
+            .join("pipelock"),
+    };
+    ensure!(
+        path.is_file(),
+        "the pipelock binary {} does not exist: build it (`cargo build --release -p pipelock`) or set PIPELOCK_BIN",
+        path.display()
+    );
+    Ok(path)
+}
+
 /// (name, runs, total ns) of the Pipelock programs that ran, from the kernel's statistics.
 fn program_run_times() -> Vec<(String, u64, u128)> {
     let mut times: Vec<(String, u64, u128)> = aya::programs::loaded_programs()
@@ -256,39 +454,105 @@ fn program_run_times() -> Vec<(String, u64, u128)> {
     times
 }
 
-/// `client_pid` value: a signal came before the client started.
-const STOP_REQUESTED: u32 = u32::MAX;
+/// The running client processes, and whether a signal asked to stop.
+#[derive(Default)]
+struct Stop {
+    state: Mutex<(bool, Vec<u32>)>,
+}
 
-/// SIGINT and SIGTERM (Ctrl-C, `timeout`) must not skip the cleanup (unmounting, removing
-/// the cgroup and its attachments): they are blocked in every thread and taken by one that
-/// kills the client, so the main thread's next read fails and it unwinds through the `Drop`s.
-fn stop_client_on_signals(client_pid: Arc<AtomicU32>) -> Result<()> {
-    // SAFETY: sigset operations on a set we own; pthread_sigmask before any thread starts,
-    // so every later thread inherits the mask.
-    let set = unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, libc::SIGINT);
-        libc::sigaddset(&mut set, libc::SIGTERM);
-        let rc = libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-        ensure!(rc == 0, "pthread_sigmask failed: {rc}");
-        set
-    };
+impl Stop {
+    /// Records a started client; kills it and fails when a signal already came.
+    fn register(&self, pid: u32) -> Result<()> {
+        let mut state = self
+            .state
+            .lock()
+            .map_err(|_| anyhow::anyhow!("stop state poisoned"))?;
+        if state.0 {
+            kill(pid);
+            bail!("stopped by a signal");
+        }
+        state.1.push(pid);
+        Ok(())
+    }
+
+    /// Forgets a client that is about to be reaped (its pid may be reused afterwards).
+    fn unregister(&self, pid: u32) {
+        if let Ok(mut state) = self.state.lock() {
+            state.1.retain(|&p| p != pid);
+        }
+    }
+
+    /// Whether a signal came.
+    fn requested(&self) -> bool {
+        self.state.lock().map_or(true, |state| state.0)
+    }
+
+    /// Kills every client, and any started later.
+    fn stop_all(&self) {
+        if let Ok(mut state) = self.state.lock() {
+            state.0 = true;
+            for &pid in &state.1 {
+                kill(pid);
+            }
+        }
+    }
+}
+
+/// SIGKILL to one of our children.
+fn kill(pid: u32) {
+    if let Ok(pid) = i32::try_from(pid) {
+        if pid > 0 {
+            // SAFETY: kill(2) on our own child.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+}
+
+/// SIGINT and SIGTERM (Ctrl-C, `timeout`) must not skip the cleanup (detaching and stopping
+/// `pipelock`, unmounting, removing the cgroup and its attachments): they are blocked in every
+/// thread and taken by one that kills the clients, so the main thread's next read fails and it
+/// unwinds through the `Drop`s.
+fn stop_clients_on_signals(stop: Arc<Stop>) -> Result<()> {
+    let set = ending_signals();
+    // SAFETY: pthread_sigmask on a set we own, before any thread starts, so every later
+    // thread inherits the mask.
+    let rc = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+    ensure!(rc == 0, "pthread_sigmask failed: {rc}");
     std::thread::spawn(move || loop {
         let mut signal = 0;
         // SAFETY: sigwait(3) on the blocked set, into a local.
         if unsafe { libc::sigwait(&set, &mut signal) } == 0 {
             eprintln!("intercept-bench: signal {signal}: stopping and cleaning up");
-            let pid = client_pid.swap(STOP_REQUESTED, Ordering::Relaxed);
-            if let Ok(pid) = i32::try_from(pid) {
-                if pid > 0 {
-                    // SAFETY: kill(2) on our own child.
-                    unsafe { libc::kill(pid, libc::SIGKILL) };
-                }
-            }
+            stop.stop_all();
         }
     });
     Ok(())
+}
+
+/// SIGINT and SIGTERM.
+fn ending_signals() -> libc::sigset_t {
+    // SAFETY: sigset operations on a zeroed set we own.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        set
+    }
+}
+
+/// `command` with SIGINT and SIGTERM unblocked in the child: a blocked mask is inherited
+/// through exec, and `pipelock` must stop on SIGTERM.
+fn unblocked(command: &mut Command) -> &mut Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: only pthread_sigmask (async-signal-safe) runs between fork and exec.
+    unsafe {
+        command.pre_exec(|| {
+            let set = ending_signals();
+            libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+            Ok(())
+        })
+    }
 }
 
 fn env_number<T: std::str::FromStr>(name: &str, default: T) -> T {
@@ -303,41 +567,75 @@ fn median(values: &mut [f64]) -> f64 {
     values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
-/// The client copy of this binary, inside the cgroup.
+/// A client copy of this binary, inside the cgroup or (`None`) outside it.
 struct Client {
     /// Connects that took over 100 ms (a SYN retransmitted after a full accept queue).
     stalls: u64,
     child: Child,
     stdin: ChildStdin,
     stdout: BufReader<ChildStdout>,
+    stop: Arc<Stop>,
 }
 
 impl Client {
-    fn start(cgroup: &Path) -> Result<Self> {
-        let mut child = Command::new(std::env::current_exe()?)
-            .env(CLIENT_ENV, cgroup)
+    fn start(cgroup: Option<&Path>, stop: &Arc<Stop>) -> Result<Self> {
+        let mut child = unblocked(&mut Command::new(std::env::current_exe()?))
+            .env(CLIENT_ENV, cgroup.unwrap_or(Path::new("")))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
             .context("cannot start the client")?;
         let stdin = child.stdin.take().context("client stdin")?;
         let stdout = BufReader::new(child.stdout.take().context("client stdout")?);
-        Ok(Self {
+        let client = Self {
             stalls: 0,
             child,
             stdin,
             stdout,
-        })
+            stop: Arc::clone(stop),
+        };
+        stop.register(client.child.id())?;
+        Ok(client)
     }
 
-    /// The median nanoseconds of `count` connects to `addr` (socket, connect, close).
-    fn run(&mut self, addr: SocketAddr, count: u32) -> Result<f64> {
-        writeln!(self.stdin, "{addr} {count}")?;
+    /// One answer line; fails when the client exited (an error of its own, or a signal).
+    fn ask(&mut self, request: &str) -> Result<String> {
+        writeln!(self.stdin, "{request}")?;
         self.stdin.flush()?;
         let mut line = String::new();
         if self.stdout.read_line(&mut line)? == 0 {
             bail!("the client exited");
         }
+        Ok(line)
+    }
+
+    /// The nanoseconds of each of `count` timed GETs of `target` (`Host: host`) on one
+    /// connection to `addr`, after `warmup` untimed ones.
+    fn gets(
+        &mut self,
+        addr: SocketAddr,
+        target: &str,
+        host: &str,
+        warmup: u32,
+        count: u32,
+    ) -> Result<Vec<u64>> {
+        let line = self.ask(&format!("GET {addr} {target} {host} {warmup} {count}"))?;
+        let samples = line
+            .split_whitespace()
+            .map(str::parse)
+            .collect::<Result<Vec<u64>, _>>()
+            .context("client answer")?;
+        ensure!(
+            samples.len() == usize::try_from(count).unwrap_or(0),
+            "the client answered {} samples, not {count}",
+            samples.len()
+        );
+        Ok(samples)
+    }
+
+    /// The median nanoseconds of `count` connects to `addr` (socket, connect, close).
+    fn run(&mut self, addr: SocketAddr, count: u32) -> Result<f64> {
+        let line = self.ask(&format!("{addr} {count}"))?;
         let (median, stalls) = line.trim().split_once(' ').context("client answer")?;
         let stalls: u64 = stalls.parse().context("client answer")?;
         self.stalls += stalls;
@@ -347,6 +645,7 @@ impl Client {
 
 impl Drop for Client {
     fn drop(&mut self) {
+        self.stop.unregister(self.child.id());
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
