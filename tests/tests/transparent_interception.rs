@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pipelock_e2e::dns_upstream::{query, DnsUpstream};
-use pipelock_e2e::upstream::{pattern_bytes, Upstream};
+use pipelock_e2e::upstream::{pattern_bytes, TestPki, Upstream};
 use pipelock_e2e::{describe, free_port, pipelock_command, run_with_timeout, Pipelock};
 use support::{require_root, ChildCgroup, Mount, CLIENT_TIMEOUT};
 
@@ -101,12 +101,14 @@ fn clients_that_ignore_proxies_are_scanned_in_the_kernel_path() {
     let origin = Upstream::start_on("127.0.0.2").expect("origin on 127.0.0.2");
     let origin6 = Upstream::start_on("::1").expect("origin on ::1");
     let (raw, raw_connections) = counting_server("127.0.0.3");
+    let pki = TestPki::new().expect("test CA");
+    let tls_origin = Upstream::start_tls(&pki).expect("TLS origin on 127.0.0.1");
     let resolver = DnsUpstream::start(Ipv4Addr::new(127, 0, 0, 2), Ipv4Addr::new(127, 0, 0, 9))
         .expect("resolver");
     let transparent_port = free_port().expect("port");
     let dns_port = free_port().expect("port");
     let yaml = format!(
-        "version: 1\nforward_proxy:\n  enabled: true\nssrf:\n  ip_allowlist: [\"127.0.0.0/8\", \"::1/128\"]\nrequest_body_scanning:\n  action: block\nkill_switch:\n  api_token: {TOKEN}\nintercept:\n  cgroups: [\"{}\"]\n  transparent_port: {transparent_port}\n  dns_port: {dns_port}\n  dns_upstream: \"{}\"\n  pin_path: \"{}\"\n",
+        "version: 1\nforward_proxy:\n  enabled: true\nssrf:\n  ip_allowlist: [\"127.0.0.0/8\", \"::1/128\"]\nrequest_body_scanning:\n  action: block\ntrusted_domains: [\"localhost\"]\nkill_switch:\n  api_token: {TOKEN}\nintercept:\n  cgroups: [\"{}\"]\n  transparent_port: {transparent_port}\n  dns_port: {dns_port}\n  dns_upstream: \"{}\"\n  pin_path: \"{}\"\n",
         app.path.display(),
         resolver.addr,
         pin_root.display()
@@ -246,6 +248,26 @@ fn clients_that_ignore_proxies_are_scanned_in_the_kernel_path() {
                 || String::from_utf8_lossy(&s.body).contains(AWS_KEY)),
         "a secret reached the origin"
     );
+
+    // HTTPS without interception: SNI checks, then an opaque relay to the address dialled
+    // (the test certificate names `localhost`, an internal name that `trusted_domains` lets
+    // through because it resolves to the loopback address dialled).
+    let ca = pipelock_e2e::write_file(dir.path(), "origin-ca.pem", &pki.ca_pem).expect("CA file");
+    let https = format!("https://localhost:{}/clean", tls_origin.addr.port());
+    let output = inside(
+        cg,
+        "curl",
+        &[
+            "-sS",
+            "-4",
+            "-m",
+            "10",
+            "--cacert",
+            ca.to_str().expect("utf-8"),
+            &https,
+        ],
+    );
+    assert_eq!(stdout(&output), "all good here\n", "{}", describe(&output));
 
     // Non-HTTP TCP to an unlisted destination is closed; it never reaches the server.
     let output = inside(cg, "python3", &["-c", &format!("import socket\ns = socket.create_connection(('127.0.0.3', {}), timeout=10)\ns.sendall(b'\\x00\\x01binary protocol')\nprint(repr(s.recv(100)))", raw.port())]);
