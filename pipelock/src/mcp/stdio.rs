@@ -1,0 +1,1 @@
+//! `pipelock mcp proxy -- CMD ARGS…`: wraps a stdio MCP server (placeholder).
