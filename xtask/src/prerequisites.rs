@@ -73,7 +73,8 @@ fn ensure_mcp_packages() -> Result<()> {
     let installed = dir.join("node_modules/@modelcontextprotocol/server-everything/package.json");
     let lock = dir.join("package-lock.json");
     let stamp = dir.join("node_modules/.pipelock-lock-copy.json");
-    let current = std::fs::read(&lock).with_context(|| format!("cannot read {}", lock.display()))?;
+    let current =
+        std::fs::read(&lock).with_context(|| format!("cannot read {}", lock.display()))?;
     if installed.is_file() && std::fs::read(&stamp).is_ok_and(|s| s == current) {
         eprintln!("xtask: MCP test packages present (tests/mcp/node_modules)");
         return Ok(());
@@ -89,7 +90,8 @@ fn ensure_mcp_packages() -> Result<()> {
             .current_dir(&dir)
             .stdout(std::io::stderr()),
     )?;
-    std::fs::write(&stamp, &current).with_context(|| format!("cannot write {}", stamp.display()))?;
+    std::fs::write(&stamp, &current)
+        .with_context(|| format!("cannot write {}", stamp.display()))?;
     Ok(())
 }
 

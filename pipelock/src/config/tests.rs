@@ -453,7 +453,9 @@ fn mcp_reverse_proxy_section() {
         text.starts_with("pipelock.yaml:3:13: mcp_reverse_proxy.upstream: \"ws://web:3000/mcp\": the MCP upstream must be http:// or https://"),
         "{text}"
     );
-    let text = error_text("mcp_reverse_proxy:\n  enabled: true\n  listen: nowhere\n  upstream: http://a/mcp\n");
+    let text = error_text(
+        "mcp_reverse_proxy:\n  enabled: true\n  listen: nowhere\n  upstream: http://a/mcp\n",
+    );
     assert!(
         text.starts_with("pipelock.yaml:3:11: mcp_reverse_proxy.listen: invalid listen address"),
         "{text}"

@@ -470,8 +470,9 @@ fn listen_address(addr: &str, path: FieldPath, optional: bool) -> Result<(), Pro
 /// # Errors
 /// What is wrong with it, in words a user can act on.
 pub fn mcp_upstream_url(upstream: &str) -> Result<url::Url, String> {
-    let url = url::Url::parse(upstream.trim())
-        .map_err(|e| format!("{upstream:?} is not a URL ({e}); expected e.g. http://127.0.0.1:3000/mcp"))?;
+    let url = url::Url::parse(upstream.trim()).map_err(|e| {
+        format!("{upstream:?} is not a URL ({e}); expected e.g. http://127.0.0.1:3000/mcp")
+    })?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(format!(
             "{upstream:?}: the MCP upstream must be http:// or https://, not {}://",
@@ -487,7 +488,9 @@ pub fn mcp_upstream_url(upstream: &str) -> Result<url::Url, String> {
         ));
     }
     if url.fragment().is_some() {
-        return Err(format!("{upstream:?} has a #fragment, which HTTP never sends"));
+        return Err(format!(
+            "{upstream:?} has a #fragment, which HTTP never sends"
+        ));
     }
     Ok(url)
 }
