@@ -6,6 +6,10 @@
 //!   The Rust ones are skipped when a rustup nightly with rust-src is present, which
 //!   `pipelock/build.rs` then uses.
 //! - `bpf-linker` 0.13 from crates.io, built against Debian's LLVM 22.
+//! - The real MCP software the MCP end-to-end tests drive (`tests/mcp/package.json`: the
+//!   reference server `@modelcontextprotocol/server-everything` and the TypeScript SDK's
+//!   client), installed with `npm ci` from the committed lock file into `tests/mcp/node_modules`
+//!   (ignored by git); skipped when it is already there and the lock file has not changed.
 //!
 //! Other tasks install their own Debian packages with [`ensure_packages`] (`bench-proxy`:
 //! wrk, nginx, squid, tinyproxy), which never leaves a service started by the install.
@@ -47,6 +51,7 @@ pub fn install() -> Result<()> {
         wanted.extend(RUST_PACKAGES);
     }
     ensure_packages(&wanted)?;
+    ensure_mcp_packages()?;
     if bpf_linker_is_current() {
         eprintln!("xtask: bpf-linker {BPF_LINKER_SERIES}x present");
     } else {
@@ -58,6 +63,35 @@ pub fn install() -> Result<()> {
                 .env("LLVM_PREFIX", "/usr/lib/llvm-22"),
         )?;
     }
+    Ok(())
+}
+
+/// `npm ci` in `tests/mcp` unless `node_modules` was installed from the lock file as it is now
+/// (a copy of the lock file is kept in `node_modules` after each successful install).
+fn ensure_mcp_packages() -> Result<()> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/mcp");
+    let installed = dir.join("node_modules/@modelcontextprotocol/server-everything/package.json");
+    let lock = dir.join("package-lock.json");
+    let stamp = dir.join("node_modules/.pipelock-lock-copy.json");
+    let current =
+        std::fs::read(&lock).with_context(|| format!("cannot read {}", lock.display()))?;
+    if installed.is_file() && std::fs::read(&stamp).is_ok_and(|s| s == current) {
+        eprintln!("xtask: MCP test packages present (tests/mcp/node_modules)");
+        return Ok(());
+    }
+    for tool in ["node", "npm"] {
+        if Command::new(tool).arg("--version").output().is_err() {
+            bail!("{tool} is needed to install the MCP test packages (tests/mcp); install Node.js 18 or later");
+        }
+    }
+    run_checked(
+        Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
+            .current_dir(&dir)
+            .stdout(std::io::stderr()),
+    )?;
+    std::fs::write(&stamp, &current)
+        .with_context(|| format!("cannot write {}", stamp.display()))?;
     Ok(())
 }
 

@@ -9,6 +9,7 @@ mod check;
 mod generate;
 mod healthcheck;
 mod intercept;
+mod mcp;
 mod run;
 mod tls;
 mod validate;
@@ -63,6 +64,9 @@ enum Command {
     /// TLS interception certificate authority.
     #[command(subcommand)]
     Tls(TlsCommand),
+    /// MCP tools: wrap a stdio MCP server (`mcp proxy -- CMD ARGS…`).
+    #[command(subcommand)]
+    Mcp(mcp::McpCommand),
     /// Measure scanner speed on this machine (one core).
     Bench(bench::BenchArgs),
     /// Print the version.
@@ -117,7 +121,11 @@ pub fn main() -> ExitCode {
 }
 
 fn dispatch(command: Command) -> anyhow::Result<u8> {
-    if !matches!(command, Command::Run(_) | Command::Attach(_)) {
+    // `mcp proxy` must outlive a client that closes its stdout long enough to stop its child.
+    if !matches!(
+        command,
+        Command::Run(_) | Command::Attach(_) | Command::Mcp(_)
+    ) {
         restore_default_sigpipe();
     }
     match command {
@@ -131,6 +139,7 @@ fn dispatch(command: Command) -> anyhow::Result<u8> {
         }
         Command::Check(args) => check::check(&args),
         Command::Bench(args) => bench::bench(&args),
+        Command::Mcp(command) => mcp::mcp(command),
         Command::Simulate(_) => not_yet_available(
             "attack simulation (pipelock simulate) is not yet available in this build",
         ),

@@ -27,6 +27,18 @@ pub struct RunArgs {
     /// picks a free port, which is logged).
     #[arg(short, long)]
     listen: Option<String>,
+    /// Serve the MCP reverse proxy on this address (host:port), overriding
+    /// `mcp_reverse_proxy.listen` and enabling it; needs --mcp-upstream.
+    #[arg(long, value_name = "ADDR", requires = "mcp_upstream")]
+    mcp_listen: Option<String>,
+    /// The MCP server (Streamable HTTP endpoint, http:// or https://) the MCP reverse proxy
+    /// relays to, e.g. http://127.0.0.1:3000/mcp; needs --mcp-listen.
+    #[arg(long, value_name = "URL", requires = "mcp_listen", value_parser = parse_mcp_upstream)]
+    mcp_upstream: Option<String>,
+}
+
+fn parse_mcp_upstream(value: &str) -> Result<String, String> {
+    config::mcp_upstream_url(value).map(|_| value.trim().to_string())
 }
 
 /// `pipelock attach`: `run`, attached to one more cgroup.
@@ -68,6 +80,12 @@ fn load(args: &RunArgs) -> anyhow::Result<(Config, String)> {
     };
     if let Some(listen) = &args.listen {
         config.fetch_proxy.listen.clone_from(listen);
+    }
+    if let (Some(listen), Some(upstream)) = (&args.mcp_listen, &args.mcp_upstream) {
+        let section = &mut config.mcp_reverse_proxy;
+        section.enabled = true;
+        section.listen.clone_from(listen);
+        section.upstream.clone_from(upstream);
     }
     Ok((config, source))
 }
@@ -162,6 +180,21 @@ async fn serve_config(config: Config, source: String) -> anyhow::Result<()> {
             )
             .await?,
         );
+    }
+    if config.mcp_reverse_proxy.enabled {
+        let section = &config.mcp_reverse_proxy;
+        let proxy = crate::mcp::transport::McpProxy::new(
+            &section.upstream,
+            crate::mcp::transport::McpProxy::token_from_env_or(&section.auth_token),
+            crate::mcp::build_inspector(&config),
+        )
+        .context("cannot set up the MCP reverse proxy (mcp_reverse_proxy.upstream)")?;
+        tracing::info!(
+            upstream = proxy.upstream_url(),
+            auth = proxy.requires_token(),
+            "MCP reverse proxy"
+        );
+        listeners.push(Listener::bind_mcp("mcp", &section.listen, Arc::new(proxy)).await?);
     }
     let dns = if config.intercept.active() {
         let mut own = Vec::new();

@@ -22,7 +22,7 @@ use serde::Deserialize;
 pub use error::{ConfigError, Located};
 pub use presets::{preset_yaml, Preset};
 pub use schema::*;
-pub use validate::parse_go_duration;
+pub use validate::{mcp_upstream_url, parse_go_duration};
 
 use located::{FieldPath, Mark, Node};
 

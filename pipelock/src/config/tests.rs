@@ -431,3 +431,35 @@ fn intercept_section_errors_name_line_and_field() {
         "{text}"
     );
 }
+
+#[test]
+fn mcp_reverse_proxy_section() {
+    let config = load_str("version: 1\n", "pipelock.yaml").expect("loads");
+    assert!(!config.mcp_reverse_proxy.enabled);
+    assert_eq!(config.mcp_reverse_proxy.listen, "127.0.0.1:8889");
+    let config = load_str(
+        "mcp_reverse_proxy:\n  enabled: true\n  upstream: http://web:3000/mcp\n  auth_token: t0k3n\n",
+        "pipelock.yaml",
+    )
+    .expect("loads");
+    assert_eq!(config.mcp_reverse_proxy.upstream, "http://web:3000/mcp");
+    assert_eq!(config.mcp_reverse_proxy.auth_token, "t0k3n");
+    assert_eq!(
+        error_text("mcp_reverse_proxy:\n  enabled: true\n"),
+        "pipelock.yaml:2:3: mcp_reverse_proxy.upstream: an enabled MCP reverse proxy needs an upstream, e.g. http://127.0.0.1:3000/mcp"
+    );
+    let text = error_text("mcp_reverse_proxy:\n  enabled: true\n  upstream: ws://web:3000/mcp\n");
+    assert!(
+        text.starts_with("pipelock.yaml:3:13: mcp_reverse_proxy.upstream: \"ws://web:3000/mcp\": the MCP upstream must be http:// or https://"),
+        "{text}"
+    );
+    let text = error_text(
+        "mcp_reverse_proxy:\n  enabled: true\n  listen: nowhere\n  upstream: http://a/mcp\n",
+    );
+    assert!(
+        text.starts_with("pipelock.yaml:3:11: mcp_reverse_proxy.listen: invalid listen address"),
+        "{text}"
+    );
+    let text = error_text("mcp_reverse_proxy:\n  upstrem: http://a/mcp\n");
+    assert!(text.contains("upstrem"), "{text}");
+}

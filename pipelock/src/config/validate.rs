@@ -69,6 +69,22 @@ pub fn validate(config: &Config) -> Result<(), Problem> {
             ));
         }
     }
+    if config.mcp_reverse_proxy.enabled {
+        let section = root.key("mcp_reverse_proxy");
+        listen_address(
+            &config.mcp_reverse_proxy.listen,
+            section.key("listen"),
+            false,
+        )?;
+        if config.mcp_reverse_proxy.upstream.trim().is_empty() {
+            return Err(problem(
+                section.key("upstream"),
+                "an enabled MCP reverse proxy needs an upstream, e.g. http://127.0.0.1:3000/mcp",
+            ));
+        }
+        mcp_upstream_url(&config.mcp_reverse_proxy.upstream)
+            .map_err(|m| problem(section.key("upstream"), m))?;
+    }
     if !config.kill_switch.api_listen.is_empty() {
         if config.kill_switch.api_token.is_empty() {
             return Err(problem(
@@ -446,6 +462,37 @@ fn listen_address(addr: &str, path: FieldPath, optional: bool) -> Result<(), Pro
         ));
     }
     Ok(())
+}
+
+/// Checks an MCP upstream: an absolute `http://` or `https://` URL with a host, no
+/// credentials and no fragment. Shared by the config and `--mcp-upstream`.
+///
+/// # Errors
+/// What is wrong with it, in words a user can act on.
+pub fn mcp_upstream_url(upstream: &str) -> Result<url::Url, String> {
+    let url = url::Url::parse(upstream.trim()).map_err(|e| {
+        format!("{upstream:?} is not a URL ({e}); expected e.g. http://127.0.0.1:3000/mcp")
+    })?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!(
+            "{upstream:?}: the MCP upstream must be http:// or https://, not {}://",
+            url.scheme()
+        ));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(format!("{upstream:?} has no host"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(format!(
+            "{upstream:?} carries credentials; use mcp_reverse_proxy.auth_token or the client's Authorization header"
+        ));
+    }
+    if url.fragment().is_some() {
+        return Err(format!(
+            "{upstream:?} has a #fragment, which HTTP never sends"
+        ));
+    }
+    Ok(url)
 }
 
 /// Parses `addr/prefix` and returns the prefix length.

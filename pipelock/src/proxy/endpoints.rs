@@ -168,7 +168,7 @@ fn only_get(
     }
 }
 
-fn health(state: &ServerState) -> Response<Body> {
+pub(crate) fn health(state: &ServerState) -> Response<Body> {
     let uptime = Instant::now().duration_since(state.started).as_secs();
     response::json(
         StatusCode::OK,

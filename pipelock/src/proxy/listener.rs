@@ -103,6 +103,8 @@ enum Serves {
     Http(Routes),
     /// Connections redirected by the kernel programs ([`crate::proxy::transparent`]).
     Transparent(Arc<Transparent>),
+    /// The MCP reverse proxy ([`crate::mcp::transport`]).
+    Mcp(Arc<crate::mcp::transport::McpProxy>),
 }
 
 /// A bound listening socket and what it serves.
@@ -143,6 +145,23 @@ impl Listener {
         })
     }
 
+    /// Binds the MCP reverse proxy's listener at `addr` (`host:port`).
+    ///
+    /// # Errors
+    /// Fails when the address does not parse or resolve, or the socket cannot be bound.
+    pub async fn bind_mcp(
+        name: &'static str,
+        addr: &str,
+        proxy: Arc<crate::mcp::transport::McpProxy>,
+    ) -> Result<Self, ListenError> {
+        let resolved = resolve(addr)?;
+        Ok(Self {
+            name,
+            tcp: bind_tcp(resolved).await?,
+            serves: Serves::Mcp(proxy),
+        })
+    }
+
     /// The address actually bound (useful when the configured port was 0).
     ///
     /// # Errors
@@ -156,7 +175,7 @@ impl Listener {
     pub fn http_routes(&self) -> Option<Routes> {
         match &self.serves {
             Serves::Http(routes) => Some(*routes),
-            Serves::Transparent(_) => None,
+            Serves::Transparent(_) | Serves::Mcp(_) => None,
         }
     }
 
@@ -220,6 +239,13 @@ pub async fn serve(
                     Serves::Transparent(transparent) => Box::pin(crate::proxy::transparent::serve_connection(
                         Arc::clone(&state),
                         transparent,
+                        stream,
+                        peer,
+                        stopping.clone(),
+                    )),
+                    Serves::Mcp(proxy) => Box::pin(crate::mcp::transport::serve_connection(
+                        Arc::clone(&state),
+                        proxy,
                         stream,
                         peer,
                         stopping.clone(),

@@ -38,6 +38,19 @@ pub enum LoggingError {
 /// Fails when the log file cannot be opened, when `output` needs a file but none is named, or
 /// when the `PIPELOCK_LOG` filter does not parse.
 pub fn init_logging(logging: &Logging) -> Result<(), LoggingError> {
+    install(logging, false)
+}
+
+/// [`init_logging`], with stderr in place of stdout: for commands whose stdout carries a
+/// protocol (`pipelock mcp proxy`).
+///
+/// # Errors
+/// As [`init_logging`].
+pub fn init_logging_stderr(logging: &Logging) -> Result<(), LoggingError> {
+    install(logging, true)
+}
+
+fn install(logging: &Logging, stderr: bool) -> Result<(), LoggingError> {
     let filter = match std::env::var(LOG_FILTER_ENV) {
         Ok(value) if !value.trim().is_empty() => {
             EnvFilter::try_new(&value).map_err(|e| LoggingError::Filter {
@@ -47,7 +60,7 @@ pub fn init_logging(logging: &Logging) -> Result<(), LoggingError> {
         }
         _ => EnvFilter::new("info"),
     };
-    let writer = make_writer(logging)?;
+    let writer = make_writer(logging, stderr)?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer)
@@ -63,11 +76,17 @@ pub fn init_logging(logging: &Logging) -> Result<(), LoggingError> {
     result.map_err(|_| LoggingError::AlreadyInstalled)
 }
 
-fn make_writer(logging: &Logging) -> Result<BoxMakeWriter, LoggingError> {
-    Ok(match logging.output {
-        LogOutput::Stdout => BoxMakeWriter::new(io::stdout),
-        LogOutput::File => BoxMakeWriter::new(open_log_file(logging, "file")?),
-        LogOutput::Both => BoxMakeWriter::new(io::stdout.and(open_log_file(logging, "both")?)),
+fn make_writer(logging: &Logging, stderr: bool) -> Result<BoxMakeWriter, LoggingError> {
+    Ok(match (logging.output, stderr) {
+        (LogOutput::Stdout, false) => BoxMakeWriter::new(io::stdout),
+        (LogOutput::Stdout, true) => BoxMakeWriter::new(io::stderr),
+        (LogOutput::File, _) => BoxMakeWriter::new(open_log_file(logging, "file")?),
+        (LogOutput::Both, false) => {
+            BoxMakeWriter::new(io::stdout.and(open_log_file(logging, "both")?))
+        }
+        (LogOutput::Both, true) => {
+            BoxMakeWriter::new(io::stderr.and(open_log_file(logging, "both")?))
+        }
     })
 }
 

@@ -63,6 +63,16 @@ pub struct WebsocketMessageLabels {
     pub verdict: String,
 }
 
+/// Labels of `pipelock_mcp_messages_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct McpMessageLabels {
+    /// `client` (client to MCP server) or `server` (MCP server to client).
+    pub direction: String,
+    /// `forward` (relayed as it came), `replace` (the inspector replaced it) or `refused`
+    /// (the kill switch stopped it).
+    pub verdict: String,
+}
+
 /// Labels of `pipelock_transparent_connections_total`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TransparentRouteLabels {
@@ -101,6 +111,7 @@ pub struct Metrics {
     scan_duration: Family<ScanLabels, Histogram>,
     websocket_connections: Gauge,
     websocket_messages: Family<WebsocketMessageLabels, Counter>,
+    mcp_messages: Family<McpMessageLabels, Counter>,
     kill_switch_active: Gauge,
     intercept_denied: Family<DeniedLabels, Counter>,
     transparent_connections: Family<TransparentRouteLabels, Counter>,
@@ -194,6 +205,12 @@ impl Metrics {
             "WebSocket data messages seen by the WebSocket proxy, by direction and verdict",
             websocket_messages.clone(),
         );
+        let mcp_messages = Family::<McpMessageLabels, Counter>::default();
+        registry.register(
+            "mcp_messages",
+            "JSON-RPC messages seen by the MCP front doors, by direction and verdict",
+            mcp_messages.clone(),
+        );
         let kill_switch_active = Gauge::default();
         registry.register(
             "kill_switch_active",
@@ -232,6 +249,7 @@ impl Metrics {
             scan_duration,
             websocket_connections,
             websocket_messages,
+            mcp_messages,
             kill_switch_active,
             intercept_denied,
             transparent_connections,
@@ -309,6 +327,16 @@ impl Metrics {
     pub fn record_websocket_message(&self, direction: &str, verdict: &str) {
         self.websocket_messages
             .get_or_create(&WebsocketMessageLabels {
+                direction: direction.to_string(),
+                verdict: verdict.to_string(),
+            })
+            .inc();
+    }
+
+    /// Counts one JSON-RPC message in `direction` (`client`, `server`) and its `verdict`.
+    pub fn record_mcp_message(&self, direction: &str, verdict: &str) {
+        self.mcp_messages
+            .get_or_create(&McpMessageLabels {
                 direction: direction.to_string(),
                 verdict: verdict.to_string(),
             })

@@ -7,5 +7,5 @@
 pub mod logging;
 pub mod metrics;
 
-pub use logging::{init_logging, LoggingError};
+pub use logging::{init_logging, init_logging_stderr, LoggingError};
 pub use metrics::Metrics;

@@ -148,3 +148,31 @@ pub struct ChainPattern {
     pub severity: Severity,
     pub action: Option<BlockOrWarn>,
 }
+
+/// The MCP Streamable HTTP reverse proxy (a Pipelock extension): MCP clients connect to
+/// `listen` instead of the MCP server, and every JSON-RPC message is relayed to and from
+/// `upstream` through the MCP inspection hook.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct McpReverseProxy {
+    pub enabled: bool,
+    /// `host:port` of the MCP listener.
+    pub listen: String,
+    /// The MCP server's endpoint, an `http://` or `https://` URL such as
+    /// `http://web:3000/mcp`. The operator names it, so the SSRF guard does not apply to it.
+    pub upstream: String,
+    /// The Bearer token clients must present; `MCP_API_TOKEN` in the environment overrides
+    /// it. Empty (and no environment variable) means no authentication.
+    pub auth_token: String,
+}
+
+impl Default for McpReverseProxy {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            listen: "127.0.0.1:8889".to_string(),
+            upstream: String::new(),
+            auth_token: String::new(),
+        }
+    }
+}

@@ -132,6 +132,8 @@ pub struct Config {
     pub mcp_tool_policy: McpToolPolicy,
     pub mcp_session_binding: McpSessionBinding,
     pub mcp_ws_listener: McpWsListener,
+    /// The MCP Streamable HTTP reverse proxy (a Pipelock extension).
+    pub mcp_reverse_proxy: McpReverseProxy,
     pub tool_chain_detection: ToolChainDetection,
     pub session_profiling: SessionProfiling,
     pub adaptive_enforcement: AdaptiveEnforcement,
@@ -199,6 +201,7 @@ impl Default for Config {
             mcp_tool_policy: McpToolPolicy::default(),
             mcp_session_binding: McpSessionBinding::default(),
             mcp_ws_listener: McpWsListener::default(),
+            mcp_reverse_proxy: McpReverseProxy::default(),
             tool_chain_detection: ToolChainDetection::default(),
             session_profiling: SessionProfiling::default(),
             adaptive_enforcement: AdaptiveEnforcement::default(),

@@ -560,7 +560,7 @@ fn upstream_error(state: &ServerState, kind: &str, message: &str) -> Response<Bo
 }
 
 /// The error type of bodies Pipelock relays.
-pub(super) type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Reads at most `limit` bytes of `body`: all of it, or the first `limit` and the unread rest.
 async fn read_up_to<B>(mut body: B, limit: usize) -> Result<(Bytes, Option<B>), BoxError>

@@ -14,11 +14,11 @@
 pub(crate) mod dial;
 mod fetch;
 pub(crate) mod gates;
-mod headers;
+pub(crate) mod headers;
 pub(crate) mod http;
 pub(crate) mod intercept;
 pub(crate) mod judge;
-mod origin;
+pub(crate) mod origin;
 pub(crate) mod pool;
 pub(crate) mod sni;
 mod sse;

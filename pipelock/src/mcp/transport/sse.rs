@@ -1,0 +1,258 @@
+//! Relaying an MCP server's `text/event-stream` event by event: each complete event is cut from
+//! the stream as it arrives, its `data` (one JSON-RPC message or batch) goes through the
+//! inspector, and the event is passed on at once: unchanged, byte for byte, or with its data
+//! replaced (its `id:`, `event:` and `retry:` lines kept, so resumption still works). Events
+//! without data (comments, keep-alives) pass untouched. Nothing is buffered beyond the event
+//! in progress, which may not exceed [`MAX_MESSAGE_BYTES`].
+//!
+//! The relay runs in its own task and hands events to the response body through a channel; it
+//! stops when the client goes away, the upstream ends, the kill switch turns on (per-event
+//! preemption) or Pipelock shuts down.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use hyper::body::{Body as HttpBody, Frame};
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+use crate::mcp::inspect::{Direction, McpInspector};
+use crate::mcp::jsonrpc::{judge_server, ServerJudgement, MAX_MESSAGE_BYTES};
+use crate::proxy::forward::pool::Returning;
+use crate::proxy::ServerState;
+
+/// What the relay needs besides the stream.
+pub struct SseRelay {
+    pub state: Arc<ServerState>,
+    pub inspector: Arc<dyn McpInspector>,
+    pub session: String,
+    /// The client's requests this stream may answer (empty for the GET stream).
+    pub requests: HashMap<String, Value>,
+    /// Pipelock's own answers to send first, each as one event (replaced requests of a batch
+    /// whose other messages were forwarded).
+    pub first: Vec<Value>,
+}
+
+/// A response body fed by the relay task.
+pub struct ChannelBody {
+    events: mpsc::Receiver<Bytes>,
+}
+
+impl HttpBody for ChannelBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        self.events
+            .poll_recv(cx)
+            .map(|event| event.map(|bytes| Ok(Frame::data(bytes))))
+    }
+}
+
+impl SseRelay {
+    /// Starts relaying `upstream` and returns the body that carries the relayed events.
+    pub fn start(self, upstream: Returning) -> ChannelBody {
+        // A small queue: the relay reads from the upstream only as fast as the client takes.
+        let (tx, rx) = mpsc::channel(8);
+        tokio::spawn(self.run(upstream, tx));
+        ChannelBody { events: rx }
+    }
+
+    async fn run(self, mut upstream: Returning, tx: mpsc::Sender<Bytes>) {
+        for answer in &self.first {
+            if tx
+                .send(Bytes::from(format!("data: {answer}\n\n")))
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+        let mut stopping = self.state.stopping.subscribe();
+        let mut pending: Vec<u8> = Vec::new();
+        loop {
+            let frame = tokio::select! {
+                frame = upstream.frame() => frame,
+                () = tx.closed() => return,
+                _ = stopping.wait_for(|stop| *stop) => return,
+            };
+            let at_end = match frame {
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        pending.extend_from_slice(&data);
+                    }
+                    false
+                }
+                Some(Err(error)) => {
+                    tracing::debug!(%error, "MCP upstream event stream failed");
+                    return;
+                }
+                None => true,
+            };
+            while let Some(end) = event_end(&pending, at_end) {
+                let event: Vec<u8> = pending.drain(..end).collect();
+                if self.state.kill_switch.active().is_some() {
+                    self.state.metrics.record_mcp_message("server", "refused");
+                    tracing::warn!("MCP event stream closed: kill switch active");
+                    return;
+                }
+                let out = self.judge(event);
+                if tx.send(out).await.is_err() {
+                    return;
+                }
+            }
+            if pending.len() > MAX_MESSAGE_BYTES {
+                tracing::warn!(
+                    limit = MAX_MESSAGE_BYTES,
+                    "MCP event stream closed: an event exceeds the size limit"
+                );
+                return;
+            }
+            if at_end {
+                if !pending.is_empty() {
+                    let event = std::mem::take(&mut pending);
+                    let _ = tx.send(self.judge(event)).await;
+                }
+                return;
+            }
+        }
+    }
+
+    /// The event as it goes to the client.
+    fn judge(&self, event: Vec<u8>) -> Bytes {
+        let parsed = Event::parse(&event);
+        let Some(data) = parsed.data else {
+            return Bytes::from(event);
+        };
+        let metrics = &self.state.metrics;
+        let record = |direction: Direction, verdict: &'static str| {
+            metrics.record_mcp_message(direction.label(), verdict);
+        };
+        match judge_server(
+            self.inspector.as_ref(),
+            &self.session,
+            &self.requests,
+            data.as_bytes(),
+            &record,
+        ) {
+            ServerJudgement::Unchanged => Bytes::from(event),
+            ServerJudgement::Replaced(value) => {
+                let mut out = String::new();
+                for line in parsed.other_lines {
+                    out.push_str(&line);
+                    out.push('\n');
+                }
+                out.push_str("data: ");
+                out.push_str(&value.to_string());
+                out.push_str("\n\n");
+                Bytes::from(out)
+            }
+        }
+    }
+}
+
+/// The end (exclusive) of the first complete event in `buffer`: after the blank line that ends
+/// it. Lines end with CRLF, LF or CR. A CR at the very end of the buffer may be the first half
+/// of a CRLF, so it ends nothing yet unless the stream is over (`at_end`).
+fn event_end(buffer: &[u8], at_end: bool) -> Option<usize> {
+    let mut i = 0;
+    let mut line_start = 0;
+    while i < buffer.len() {
+        let terminator = match buffer[i] {
+            b'\n' => 1,
+            b'\r' if i + 1 < buffer.len() => {
+                if buffer[i + 1] == b'\n' {
+                    2
+                } else {
+                    1
+                }
+            }
+            b'\r' if at_end => 1,
+            b'\r' => return None,
+            _ => {
+                i += 1;
+                continue;
+            }
+        };
+        if i == line_start && i > 0 {
+            return Some(i + terminator);
+        }
+        if i == line_start && i == 0 {
+            // A blank line at the very start: an empty event, passed on as it is.
+            return Some(terminator);
+        }
+        i += terminator;
+        line_start = i;
+    }
+    None
+}
+
+/// One event's fields: the joined `data` and every other line as it was.
+struct Event {
+    data: Option<String>,
+    other_lines: Vec<String>,
+}
+
+impl Event {
+    fn parse(event: &[u8]) -> Self {
+        let text = String::from_utf8_lossy(event);
+        let mut data: Option<String> = None;
+        let mut other_lines = Vec::new();
+        for line in text.split(['\n', '\r']).filter(|l| !l.is_empty()) {
+            if let Some(value) = line.strip_prefix("data") {
+                if value.is_empty() || value.starts_with(':') {
+                    let value = value.strip_prefix(':').unwrap_or(value);
+                    let value = value.strip_prefix(' ').unwrap_or(value);
+                    match &mut data {
+                        Some(joined) => {
+                            joined.push('\n');
+                            joined.push_str(value);
+                        }
+                        None => data = Some(value.to_string()),
+                    }
+                    continue;
+                }
+            }
+            other_lines.push(line.to_string());
+        }
+        Self {
+            data: data.filter(|d| !d.trim().is_empty()),
+            other_lines,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_end_at_a_blank_line_of_any_style() {
+        assert_eq!(event_end(b"data: x\n\nrest", false), Some(9));
+        assert_eq!(event_end(b"data: x\r\n\r\nrest", false), Some(11));
+        assert_eq!(event_end(b"data: x\r\rrest", false), Some(9));
+        assert_eq!(event_end(b"data: x\n", false), None);
+        assert_eq!(event_end(b"data: x\r\n\r", false), None);
+        assert_eq!(event_end(b"data: x\r\n\r", true), Some(10));
+        assert_eq!(event_end(b"\nx", false), Some(1));
+    }
+
+    #[test]
+    fn fields_are_parsed_and_other_lines_kept() {
+        let event = Event::parse(b"id: 7\nevent: message\ndata: {\"a\":\ndata:1}\n: comment\n\n");
+        assert_eq!(event.data.as_deref(), Some("{\"a\":\n1}"));
+        assert_eq!(
+            event.other_lines,
+            vec!["id: 7", "event: message", ": comment"]
+        );
+        assert!(Event::parse(b": keep-alive\n\n").data.is_none());
+        assert!(Event::parse(b"id: 1\ndata:\n\n").data.is_none());
+    }
+}

@@ -1,0 +1,438 @@
+//! The MCP transport with real MCP software nobody here wrote: the reference server
+//! `@modelcontextprotocol/server-everything` (Streamable HTTP and stdio) and the official
+//! TypeScript SDK client (`tests/mcp/session.mjs`), both installed by `cargo xtask setup`
+//! into `tests/mcp/node_modules`. Without them these tests fail; they never skip.
+//!
+//! All traffic stays on loopback; every process is bounded by a timeout and killed on drop.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use pipelock_e2e::{curl, describe, free_port, run_pipelock, run_with_timeout, Pipelock};
+use serde_json::Value;
+
+/// How long one SDK session may take (it includes a 1 s long-running tool call).
+const SESSION_TIMEOUT: Duration = Duration::from_secs(90);
+
+fn mcp_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("mcp")
+}
+
+/// The server-everything entry point; fails loudly when `cargo xtask setup` has not run.
+fn everything_js() -> PathBuf {
+    let path = mcp_dir().join("node_modules/@modelcontextprotocol/server-everything/dist/index.js");
+    assert!(
+        path.is_file(),
+        "{} is missing: run `cargo xtask setup` (it installs the MCP test packages with npm ci)",
+        path.display()
+    );
+    assert!(
+        Command::new("node").arg("--version").output().is_ok(),
+        "node is not on the PATH: the MCP tests need Node.js 18 or later"
+    );
+    path
+}
+
+/// server-everything in Streamable HTTP mode on a free loopback port, killed on drop. Its
+/// stdout (one "Received MCP POST request" line per POST it gets) is collected.
+struct Everything {
+    child: Child,
+    stdout: Arc<Mutex<Vec<String>>>,
+    port: u16,
+}
+
+impl Everything {
+    fn start() -> Result<Self> {
+        let port = free_port()?;
+        let mut child = Command::new("node")
+            .arg(everything_js())
+            .arg("streamableHttp")
+            .env("PORT", port.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("cannot start server-everything")?;
+        let stdout = lines(child.stdout.take());
+        let stderr = lines(child.stderr.take());
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let ready = stderr
+                .lock()
+                .map(|l| l.iter().any(|l| l.contains("listening on port")))
+                .unwrap_or(false);
+            if ready {
+                break;
+            }
+            if let Some(status) = child.try_wait()? {
+                bail!(
+                    "server-everything exited with {status}: {:?}",
+                    stderr.lock().map(|l| l.clone())
+                );
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                bail!("server-everything did not listen within 20 s");
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        Ok(Self {
+            child,
+            stdout,
+            port,
+        })
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/mcp", self.port)
+    }
+
+    /// How many POST requests reached the server so far.
+    fn posts(&self) -> usize {
+        self.stdout
+            .lock()
+            .map(|l| {
+                l.iter()
+                    .filter(|l| l.contains("Received MCP POST request"))
+                    .count()
+            })
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Everything {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn lines<R: std::io::Read + Send + 'static>(pipe: Option<R>) -> Arc<Mutex<Vec<String>>> {
+    let sink = Arc::new(Mutex::new(Vec::new()));
+    if let Some(pipe) = pipe {
+        let sink = Arc::clone(&sink);
+        thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                if let Ok(mut lines) = sink.lock() {
+                    lines.push(line);
+                }
+            }
+        });
+    }
+    sink
+}
+
+/// Runs `node session.mjs ARGS` (the SDK client) and returns what the session saw.
+fn sdk_session(args: &[&str]) -> Result<Value> {
+    everything_js();
+    let mut command = Command::new("node");
+    command.current_dir(mcp_dir()).arg("session.mjs").args(args);
+    let output = run_with_timeout(command, None, SESSION_TIMEOUT)?;
+    if !output.status.success() {
+        bail!("the SDK session failed\n{}", describe(&output));
+    }
+    let text = String::from_utf8_lossy(&output.stdout);
+    let last = text.lines().last().unwrap_or_default();
+    serde_json::from_str(last)
+        .with_context(|| format!("unexpected session output\n{}", describe(&output)))
+}
+
+/// `pipelock run` with the MCP reverse proxy to `upstream`; returns it and the MCP address.
+fn pipelock_for(upstream: &str, extra_yaml: &str) -> Result<(Pipelock, tempfile::TempDir, String)> {
+    let yaml = format!(
+        "mcp_reverse_proxy:\n  enabled: true\n  listen: \"127.0.0.1:0\"\n  upstream: \"{upstream}\"\n{extra_yaml}"
+    );
+    let (mut pipelock, dir) = Pipelock::start_with_yaml(&yaml)?;
+    let addr = pipelock.wait_for_listener("mcp", Duration::from_secs(10))?;
+    Ok((pipelock, dir, format!("http://{addr}/mcp")))
+}
+
+/// `curl -i` POST of `body` to `url` with extra headers; returns (status, headers, body).
+fn post(url: &str, body: &str, headers: &[&str]) -> Result<(u16, String, String)> {
+    let mut args = vec![
+        "-i",
+        "-X",
+        "POST",
+        "-H",
+        "content-type: application/json",
+        "-H",
+        "accept: application/json, text/event-stream",
+        "--data-binary",
+        body,
+    ];
+    for header in headers {
+        args.extend(["-H", header]);
+    }
+    args.push(url);
+    let output = curl(&args)?;
+    split_response(&String::from_utf8_lossy(&output.stdout))
+}
+
+fn split_response(mut text: &str) -> Result<(u16, String, String)> {
+    // Interim 1xx answers (100 Continue) come first.
+    while text.starts_with("HTTP/1.1 1") {
+        text = text.split_once("\r\n\r\n").map_or("", |(_, rest)| rest);
+    }
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .with_context(|| format!("no HTTP response in {text:?}"))?;
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .with_context(|| format!("no status in {head:?}"))?;
+    Ok((status, head.to_ascii_lowercase(), body.to_string()))
+}
+
+const INITIALIZE: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"curl","version":"1"}}}"#;
+
+#[test]
+fn an_sdk_session_through_pipelock_gives_the_same_results_as_direct() -> Result<()> {
+    let server = Everything::start()?;
+    let (pipelock, _dir, mcp) = pipelock_for(&server.url(), "")?;
+
+    let direct = sdk_session(&["http", &server.url()])?;
+    let through = sdk_session(&["http", &mcp])?;
+    assert_eq!(
+        direct, through,
+        "the session through Pipelock differs from the direct one"
+    );
+    // What the session covered: initialize, tools/list, tools/call (plain and with progress
+    // notifications on the POST's SSE stream), resources/list + read, DELETE.
+    assert_eq!(through["server"]["name"], "mcp-servers/everything");
+    assert_eq!(through["sessionAssigned"], true);
+    assert!(through["tools"]
+        .as_array()
+        .is_some_and(|t| t.iter().any(|t| t == "echo")));
+    assert_eq!(through["echo"][0]["text"], "Echo: hello through pipelock");
+    assert_eq!(through["sum"][0]["text"], "The sum of 19 and 23 is 42.");
+    assert_eq!(through["progress"], serde_json::json!([1, 2, 3, 4]));
+    assert!(through["read"][0]["length"].as_u64().is_some_and(|n| n > 0));
+    assert_eq!(through["terminated"], true);
+
+    let (status, body) =
+        pipelock_e2e::curl_status_body(&[], &format!("{}/metrics", pipelock.base_url()))?;
+    assert_eq!(status, 200);
+    let counted = |direction: &str| {
+        body.lines()
+            .find(|l| {
+                l.starts_with("pipelock_mcp_messages_total{")
+                    && l.contains(&format!("direction=\"{direction}\""))
+                    && l.contains("verdict=\"forward\"")
+            })
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|n| n.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    assert!(counted("client") >= 8.0, "client messages counted:\n{body}");
+    assert!(counted("server") >= 8.0, "server messages counted:\n{body}");
+    Ok(())
+}
+
+#[test]
+fn without_the_right_token_the_answer_is_401_and_nothing_reaches_the_server() -> Result<()> {
+    let server = Everything::start()?;
+    let (_pipelock, _dir, mcp) =
+        pipelock_for(&server.url(), "  auth_token: \"s3cret-mcp-token\"\n")?;
+
+    for headers in [
+        &[][..],
+        &["authorization: Bearer wrong-token"][..],
+        &["authorization: Basic s3cret-mcp-token"][..],
+    ] {
+        let (status, head, body) = post(&mcp, INITIALIZE, headers)?;
+        assert_eq!(status, 401, "{headers:?}: {body}");
+        assert!(head.contains("www-authenticate: bearer"), "{head}");
+        let error: Value = serde_json::from_str(&body)?;
+        assert_eq!(error["jsonrpc"], "2.0");
+        assert_eq!(error["error"]["data"]["error"], "unauthorized");
+    }
+    let health = pipelock_e2e::curl_status_body(&[], &mcp.replace("/mcp", "/health"))?;
+    assert_eq!(health.0, 200, "/health needs no token");
+    thread::sleep(Duration::from_millis(300));
+    assert_eq!(server.posts(), 0, "a refused request reached the server");
+
+    // With the token, the SDK session works (so the counter above does count POSTs).
+    let through = sdk_session(&["http", &mcp, "s3cret-mcp-token"])?;
+    assert_eq!(through["sum"][0]["text"], "The sum of 19 and 23 is 42.");
+    assert!(server.posts() >= 6, "posts counted: {}", server.posts());
+    Ok(())
+}
+
+#[test]
+fn upstream_failures_and_oversized_bodies_are_jsonrpc_errors() -> Result<()> {
+    // Nothing listens on the upstream port.
+    let port = free_port()?;
+    let (_pipelock, dir, mcp) = pipelock_for(&format!("http://127.0.0.1:{port}/mcp"), "")?;
+    let (status, _, body) = post(&mcp, INITIALIZE, &[])?;
+    assert_eq!(status, 502, "{body}");
+    let error: Value = serde_json::from_str(&body)?;
+    assert_eq!(error["id"], 1, "the error answers the request: {body}");
+    assert_eq!(error["error"]["code"], -32003);
+    let message = error["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("cannot connect to 127.0.0.1"), "{message}");
+
+    let big = dir.path().join("big.json");
+    let mut payload =
+        String::from(r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"x":""#);
+    payload.push_str(&"a".repeat(11 * 1024 * 1024));
+    payload.push_str("\"}}");
+    std::fs::write(&big, payload)?;
+    let at_file = format!("@{}", big.display());
+    let output = curl(&[
+        "-i",
+        "-X",
+        "POST",
+        "-H",
+        "content-type: application/json",
+        "--data-binary",
+        &at_file,
+        &mcp,
+    ])?;
+    let (status, _, body) = split_response(&String::from_utf8_lossy(&output.stdout))?;
+    assert_eq!(status, 413, "{body}");
+    let error: Value = serde_json::from_str(&body)?;
+    assert_eq!(error["error"]["code"], -32600);
+    Ok(())
+}
+
+#[test]
+fn the_kill_switch_refuses_mcp_requests_with_a_jsonrpc_error() -> Result<()> {
+    let server = Everything::start()?;
+    let (_pipelock, _dir, mcp) = pipelock_for(&server.url(), "kill_switch:\n  enabled: true\n")?;
+    let (status, _, body) = post(
+        &mcp,
+        r#"{"jsonrpc":"2.0","id":5,"method":"tools/list"}"#,
+        &[],
+    )?;
+    assert_eq!(status, 503, "{body}");
+    let error: Value = serde_json::from_str(&body)?;
+    assert_eq!(error["id"], 5);
+    assert_eq!(error["error"]["code"], -32004);
+    assert_eq!(error["error"]["data"]["error"], "kill_switch_active");
+    let (status, _, _) = post(
+        &mcp,
+        r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+        &[],
+    )?;
+    assert_eq!(status, 503);
+    let health = pipelock_e2e::curl_status_body(&[], &mcp.replace("/mcp", "/health"))?;
+    assert_eq!(health.0, 200, "/health stays exempt");
+    thread::sleep(Duration::from_millis(300));
+    assert_eq!(server.posts(), 0, "a refused message reached the server");
+    Ok(())
+}
+
+#[test]
+fn malformed_json_goes_to_the_hook_and_pass_through_forwards_it() -> Result<()> {
+    let server = Everything::start()?;
+    let (_pipelock, _dir, mcp) = pipelock_for(&server.url(), "")?;
+    let (status, _, body) = post(&mcp, "{not json", &[])?;
+    // The server's own answer to the malformed body, relayed.
+    assert_eq!(status, 400, "{body}");
+    let error: Value = serde_json::from_str(&body)?;
+    assert_eq!(
+        error["error"]["code"], -32700,
+        "the server's parse error: {body}"
+    );
+    assert_eq!(server.posts(), 1);
+    Ok(())
+}
+
+#[test]
+fn the_stdio_wrapper_serves_an_sdk_session_and_returns_the_exit_code() -> Result<()> {
+    let everything = everything_js();
+    let everything = everything.to_str().context("path is not UTF-8")?;
+    let pipelock = pipelock_e2e::pipelock_bin();
+    let pipelock = pipelock.to_str().context("path is not UTF-8")?;
+    let direct = sdk_session(&["stdio", "node", everything, "stdio"])?;
+    let through = sdk_session(&[
+        "stdio", pipelock, "mcp", "proxy", "--", "node", everything, "stdio",
+    ])?;
+    assert_eq!(
+        direct, through,
+        "the session through the wrapper differs from the direct one"
+    );
+    assert_eq!(through["progress"], serde_json::json!([1, 2, 3, 4]));
+    assert_eq!(
+        through["exitCode"], 0,
+        "the server's exit code (0 at end of input) comes back"
+    );
+
+    let output = run_pipelock(
+        &[
+            "mcp",
+            "proxy",
+            "--",
+            "sh",
+            "-c",
+            "read line; echo \"$line\"; echo oops >&2; exit 7",
+        ],
+        Some(b"{\"jsonrpc\":\"2.0\",\"method\":\"ping\",\"id\":1}\n"),
+        Duration::from_secs(20),
+    )?;
+    assert_eq!(output.status.code(), Some(7), "{}", describe(&output));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "{\"jsonrpc\":\"2.0\",\"method\":\"ping\",\"id\":1}\n",
+        "{}",
+        describe(&output)
+    );
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("oops"),
+        "{}",
+        describe(&output)
+    );
+    Ok(())
+}
+
+#[test]
+fn mcp_flags_require_each_other_and_an_http_upstream() -> Result<()> {
+    let output = run_pipelock(
+        &["run", "--mcp-listen", "127.0.0.1:0"],
+        None,
+        Duration::from_secs(10),
+    )?;
+    assert_eq!(output.status.code(), Some(2), "{}", describe(&output));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("--mcp-upstream"),
+        "{}",
+        describe(&output)
+    );
+    let output = run_pipelock(
+        &["run", "--mcp-upstream", "http://127.0.0.1:1/mcp"],
+        None,
+        Duration::from_secs(10),
+    )?;
+    assert_eq!(output.status.code(), Some(2), "{}", describe(&output));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("--mcp-listen"),
+        "{}",
+        describe(&output)
+    );
+    let output = run_pipelock(
+        &[
+            "run",
+            "--mcp-listen",
+            "127.0.0.1:0",
+            "--mcp-upstream",
+            "ws://127.0.0.1:1/mcp",
+        ],
+        None,
+        Duration::from_secs(10),
+    )?;
+    assert_eq!(output.status.code(), Some(2), "{}", describe(&output));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("must be http:// or https://"),
+        "{}",
+        describe(&output)
+    );
+    let output = run_pipelock(&["mcp", "proxy"], None, Duration::from_secs(10))?;
+    assert_eq!(output.status.code(), Some(2), "{}", describe(&output));
+    Ok(())
+}
