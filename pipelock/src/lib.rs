@@ -4,6 +4,7 @@
 //! Pipelock uses, `intercept` loads and attaches the eBPF programs, `proxy` and `mcp` hold the front doors,
 //! `telemetry` the logging and Prometheus metrics, and `cli` the command-line edge.
 
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod intercept;

@@ -220,12 +220,7 @@ impl KillSwitch {
         let Some(token) = &self.api_token else {
             return false;
         };
-        let (a, b) = (token.as_bytes(), presented.as_bytes());
-        let mut difference = a.len() ^ b.len();
-        for (i, byte) in a.iter().enumerate() {
-            difference |= usize::from(byte ^ b.get(i).copied().unwrap_or(0));
-        }
-        difference == 0
+        crate::auth::constant_time_eq(token.as_bytes(), presented.as_bytes())
     }
 }
 

@@ -9,7 +9,7 @@
 
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, AUTHORIZATION, WWW_AUTHENTICATE};
+use hyper::header::{HeaderValue, WWW_AUTHENTICATE};
 use hyper::{Method, Request, Response, StatusCode};
 
 use super::response::{self, Body};
@@ -24,13 +24,8 @@ const MAX_BODY: usize = 1024;
 /// Answers one API request.
 pub async fn handle(state: &ServerState, request: Request<Incoming>) -> Response<Body> {
     let switch = &state.kill_switch;
-    let presented = request
-        .headers()
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    if !switch.token_matches(presented.trim()) {
+    let presented = crate::auth::bearer(request.headers()).unwrap_or("");
+    if !switch.token_matches(presented) {
         let mut refusal = response::error(
             StatusCode::UNAUTHORIZED,
             "unauthorized",

@@ -102,27 +102,9 @@ impl McpProxy {
         let Some(token) = &self.token else {
             return true;
         };
-        let presented = headers
-            .get(AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                let (scheme, credentials) = v.trim().split_once(' ')?;
-                scheme
-                    .eq_ignore_ascii_case("bearer")
-                    .then(|| credentials.trim())
-            });
-        presented.is_some_and(|p| constant_time_eq(token.as_bytes(), p.as_bytes()))
+        crate::auth::bearer(headers)
+            .is_some_and(|p| crate::auth::constant_time_eq(token.as_bytes(), p.as_bytes()))
     }
-}
-
-/// Compares two secrets in time independent of where they differ.
-#[must_use]
-pub fn constant_time_eq(expected: &[u8], presented: &[u8]) -> bool {
-    let mut difference = expected.len() ^ presented.len();
-    for (i, byte) in expected.iter().enumerate() {
-        difference |= usize::from(byte ^ presented.get(i).copied().unwrap_or(0));
-    }
-    difference == 0
 }
 
 /// Serves HTTP/1.1 on one connection of the MCP listener.
@@ -553,14 +535,6 @@ fn accepted() -> Response<Body> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn tokens_compare_exactly() {
-        assert!(constant_time_eq(b"s3cret", b"s3cret"));
-        assert!(!constant_time_eq(b"s3cret", b"s3cre"));
-        assert!(!constant_time_eq(b"s3cret", b"s3cretx"));
-        assert!(!constant_time_eq(b"s3cret", b""));
-    }
 
     #[test]
     fn bearer_is_required_when_a_token_is_set() {
