@@ -441,6 +441,23 @@ fn pipelock_inside_the_attached_cgroup_is_not_redirected_to_itself() {
         "pipelock runs inside the cgroup: {}",
         stdout(&status)
     );
-    drop(pipelock);
+    // Detached while it still runs (and holds the links): connects go direct at once, so
+    // even a secret now reaches the origin unscanned.
     detach(&app.path, &pin_root);
+    let output = inside(
+        cg,
+        "curl",
+        &[
+            "-sS",
+            "-m",
+            "10",
+            &origin.url(&format!("/echo?key={AWS_KEY}")),
+        ],
+    );
+    assert!(output.status.success(), "{}", describe(&output));
+    assert!(
+        origin.seen().iter().any(|s| s.target.contains(AWS_KEY)),
+        "the request did not go direct after detach"
+    );
+    drop(pipelock);
 }

@@ -197,3 +197,72 @@ pub(super) fn foreign_program(
                 .map(|p| (*hook, p.clone()))
         })
 }
+
+/// `bpf(2)` commands used to detach a pinned link.
+const BPF_OBJ_GET: libc::c_long = 7;
+const BPF_LINK_DETACH: libc::c_long = 34;
+
+#[repr(C)]
+#[derive(Default)]
+struct ObjGetAttr {
+    pathname: u64,
+    bpf_fd: u32,
+    file_flags: u32,
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct LinkDetachAttr {
+    link_fd: u32,
+}
+
+/// Detaches the link pinned at `path` from its hook now (`BPF_LINK_DETACH`), even while
+/// another process (a running Pipelock) holds it; unpinning alone leaves it attached until
+/// every holder closes it, and releases it asynchronously.
+///
+/// # Errors
+/// The pin cannot be opened, or the kernel refused the detach.
+pub(super) fn detach_pinned_link(path: &std::path::Path) -> io::Result<()> {
+    use std::os::fd::FromRawFd;
+    use std::os::unix::ffi::OsStrExt;
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    let mut get = ObjGetAttr {
+        pathname: c_path.as_ptr() as u64,
+        ..ObjGetAttr::default()
+    };
+    // SAFETY: bpf(BPF_OBJ_GET) reads the attr we own, whose pathname points at a live C
+    // string, for its exact size.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_OBJ_GET,
+            std::ptr::addr_of_mut!(get),
+            std::mem::size_of::<ObjGetAttr>(),
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let raw = i32::try_from(fd).map_err(|_| io::Error::from_raw_os_error(libc::EBADF))?;
+    // SAFETY: the kernel just returned this descriptor to us; nothing else owns it.
+    let link = unsafe { std::os::fd::OwnedFd::from_raw_fd(raw) };
+    let mut detach = LinkDetachAttr {
+        link_fd: u32::try_from(link.as_raw_fd())
+            .map_err(|_| io::Error::from_raw_os_error(libc::EBADF))?,
+    };
+    // SAFETY: bpf(BPF_LINK_DETACH) reads the attr we own, for its exact size.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_LINK_DETACH,
+            std::ptr::addr_of_mut!(detach),
+            std::mem::size_of::<LinkDetachAttr>(),
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}

@@ -133,6 +133,19 @@ impl PinRoot {
         let mut removed = 0;
         for name in self.pinned_links(cgroup_id) {
             let path = dir.join(&name);
+            // Detached at once, whoever else holds the link; a link already detached (its
+            // cgroup gone) answers ENOLINK or EINVAL and only needs unpinning.
+            match super::hooks::detach_pinned_link(&path) {
+                Ok(()) => {}
+                Err(e) if matches!(e.raw_os_error(), Some(libc::ENOLINK | libc::EINVAL)) => {}
+                Err(source) => {
+                    return Err(InterceptError::Pin {
+                        action: "detach",
+                        path,
+                        source,
+                    })
+                }
+            }
             std::fs::remove_file(&path).map_err(|source| InterceptError::Pin {
                 action: "unpin",
                 path,
