@@ -8,6 +8,7 @@ pub mod cli;
 pub mod config;
 pub mod intercept;
 pub mod killswitch;
+pub mod mcp;
 pub mod policy;
 pub mod proxy;
 pub mod scan;

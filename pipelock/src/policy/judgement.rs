@@ -12,6 +12,8 @@ pub struct Judgement {
     pub block: Option<Finding>,
     /// Findings that only warn.
     pub warnings: Vec<Finding>,
+    /// Findings that would also block, after the first (kept for reports and logs).
+    pub more_blocks: Vec<Finding>,
 }
 
 impl Judgement {
@@ -20,7 +22,8 @@ impl Judgement {
         for finding in findings {
             match verdict_for(&finding, enforcement) {
                 Verdict::Block if self.block.is_none() => self.block = Some(finding),
-                Verdict::Block | Verdict::Allow => {}
+                Verdict::Block => self.more_blocks.push(finding),
+                Verdict::Allow => {}
                 Verdict::Warn => self.warnings.push(finding),
             }
         }
