@@ -6,6 +6,7 @@
 
 mod bench;
 mod check;
+mod check_mcp;
 mod generate;
 mod healthcheck;
 mod intercept;
@@ -50,7 +51,7 @@ enum Command {
     Generate(GenerateCommand),
     /// Exit 0 when a running Pipelock answers 200 on /health (usable as a Docker HEALTHCHECK).
     Healthcheck(healthcheck::HealthcheckArgs),
-    /// Scan text, a URL, a request or a response offline as the proxy would judge it; exit 0 allow/warn, 1 block, 2 usage.
+    /// Scan text, a URL, a request, a response or MCP traffic offline as the proxy would judge it; exit 0 allow/warn, 1 block, 2 usage.
     Check(check::CheckArgs),
     /// Serve like `run`, with the eBPF programs attached to the application's cgroup: all its TCP goes through Pipelock, DNS is scanned, other UDP is denied (needs root).
     Attach(run::AttachArgs),

@@ -57,25 +57,8 @@ impl McpScanner {
             {
                 ids.push(id.clone());
             }
-            match self.client_one(session, value, parsed) {
-                Inspection::Allow => {}
-                Inspection::Warn(findings) => judgement.warnings.extend(findings),
-                Inspection::Block(blocked) => {
-                    let mut findings = blocked.findings.into_iter();
-                    if judgement.block.is_none() {
-                        judgement.block = findings.next();
-                    }
-                    judgement.warnings.extend(findings);
-                }
-                Inspection::Redirect(redirected) => {
-                    // A redirect answers one call; inside a batch it cannot, so it blocks.
-                    let mut findings = redirected.findings.into_iter();
-                    if judgement.block.is_none() {
-                        judgement.block = findings.next();
-                    }
-                    judgement.warnings.extend(findings);
-                }
-            }
+            self.client_one(session, value, parsed)
+                .merge_into(&mut judgement);
         }
         Inspection::from_judgement(judgement, CODE_REQUEST_BLOCKED, "request", |error| {
             (!ids.is_empty()).then(|| Reply {

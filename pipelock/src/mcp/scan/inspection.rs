@@ -41,6 +41,8 @@ pub struct RpcError {
 pub struct Blocked {
     /// Every finding; the first one decided the block.
     pub findings: Vec<Finding>,
+    /// How many of `findings` (from the first) block on their own; the rest only warn.
+    pub blocking: usize,
     pub error: RpcError,
     /// What to send instead: for a blocked request, the error back to its sender (none for a
     /// notification, which is dropped); for a blocked response, the error to the client in
@@ -84,18 +86,59 @@ impl Inspection {
         match judgement.block {
             Some(first) => {
                 let error = block_error(code, &first, what);
+                let blocking = 1 + judgement.more_blocks.len();
                 let mut findings = vec![first];
                 findings.extend(judgement.more_blocks);
                 findings.extend(judgement.warnings);
                 let reply = reply(&error);
                 Self::Block(Blocked {
                     findings,
+                    blocking,
                     error,
                     reply,
                 })
             }
             None if judgement.warnings.is_empty() => Self::Allow,
             None => Self::Warn(judgement.warnings),
+        }
+    }
+
+    /// Adds this inspection's findings to `judgement` (for a batch, judged as a whole). A
+    /// redirect cannot answer one element of a batch, so there it blocks.
+    pub(crate) fn merge_into(self, judgement: &mut Judgement) {
+        let push_block = |finding: Finding, judgement: &mut Judgement| {
+            if judgement.block.is_none() {
+                judgement.block = Some(finding);
+            } else {
+                judgement.more_blocks.push(finding);
+            }
+        };
+        match self {
+            Self::Allow => {}
+            Self::Warn(findings) => judgement.warnings.extend(findings),
+            Self::Block(blocked) => {
+                for (i, finding) in blocked.findings.into_iter().enumerate() {
+                    if i < blocked.blocking {
+                        push_block(finding, judgement);
+                    } else {
+                        judgement.warnings.push(finding);
+                    }
+                }
+            }
+            Self::Redirect(redirected) => {
+                push_block(
+                    Finding::unscannable(
+                        "tool_policy.redirect_in_batch",
+                        format!(
+                            "Redirected call (profile {:?}) inside a batch",
+                            redirected.profile
+                        ),
+                        crate::scan::ScannerKind::ToolPolicy,
+                    ),
+                    judgement,
+                );
+                judgement.warnings.extend(redirected.findings);
+            }
         }
     }
 

@@ -44,27 +44,21 @@ impl McpScanner {
         let mut replaced = Vec::with_capacity(classified.len());
         for (value, parsed) in classified {
             let answered = answers.and_then(|a| matching_request(a, parsed.id()));
-            match self.server_one(session, answered, parsed) {
+            let inspection = self.server_one(session, answered, parsed);
+            match &inspection {
                 Inspection::Block(blocked) => {
-                    match blocked.reply {
-                        Some(Reply {
-                            to: Peer::Client,
-                            message,
-                        }) => replaced.push(message),
-                        // A server request or notification inside a batch: dropped.
-                        _ => {}
+                    // A server request or notification inside a batch is dropped.
+                    if let Some(Reply {
+                        to: Peer::Client,
+                        message,
+                    }) = &blocked.reply
+                    {
+                        replaced.push(message.clone());
                     }
-                    let mut findings = blocked.findings.into_iter();
-                    if judgement.block.is_none() {
-                        judgement.block = findings.next();
-                    }
-                    judgement.warnings.extend(findings);
                 }
-                other => {
-                    judgement.warnings.extend(other.findings().iter().cloned());
-                    replaced.push(value.clone());
-                }
+                _ => replaced.push(value.clone()),
             }
+            inspection.merge_into(&mut judgement);
         }
         Inspection::from_judgement(judgement, CODE_RESPONSE_BLOCKED, "response", |_| {
             Some(Reply {
