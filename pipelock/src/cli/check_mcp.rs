@@ -87,11 +87,13 @@ pub fn check_mcp(args: &CheckArgs, path: &Path) -> anyhow::Result<u8> {
             ),
         };
         let answer = match &inspection {
-            Inspection::Redirect(redirected) => Some(runtime.block_on(redirect::answer(
-                &mcp,
-                redirected,
-                redirect::DEFAULT_TIMEOUT,
-            ))),
+            Inspection::Redirect(redirected) => Some(super::with_sigpipe_ignored(|| {
+                runtime.block_on(redirect::answer(
+                    &mcp,
+                    redirected,
+                    redirect::DEFAULT_TIMEOUT,
+                ))
+            })),
             _ => None,
         };
         outcomes.push(Outcome {

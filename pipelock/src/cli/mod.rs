@@ -152,6 +152,19 @@ fn restore_default_sigpipe() {
     }
 }
 
+/// Runs `f` with SIGPIPE ignored, then restores the one-shot default: for a command that
+/// writes to a child's stdin (a redirect handler that exits without reading must be an I/O
+/// error, not the end of Pipelock).
+pub(crate) fn with_sigpipe_ignored<T>(f: impl FnOnce() -> T) -> T {
+    // SAFETY: changing a signal disposition has no memory effects.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+    }
+    let out = f();
+    restore_default_sigpipe();
+    out
+}
+
 fn not_yet_available(what: &str) -> anyhow::Result<u8> {
     anyhow::bail!("not yet available: {what}")
 }
