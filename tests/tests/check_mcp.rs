@@ -192,7 +192,7 @@ fn a_poisoned_tool_is_blocked_or_warned_per_action() {
     let dir = tempfile::tempdir().expect("tempdir");
     for (action, exit, verdict) in [("block", 1, "block"), ("warn", 0, "warn")] {
         let config = config(dir.path(), action, None);
-        let (code, report, out) = check(&config, &listing(1, &[poisoned.clone()]));
+        let (code, report, out) = check(&config, &listing(1, std::slice::from_ref(&poisoned)));
         assert_eq!(code, Some(exit), "{action}: {out}");
         assert_eq!(message(&report, 2)["verdict"], verdict, "{report}");
         let rules = rules_on(&report, 2);

@@ -44,6 +44,10 @@ const RULES: &[(&str, &str, Severity, &str)] = &[
 /// Words of a parameter name that name a secret, and words that mean "the content of".
 const PARAM_SECRET: &str = r"\b(?:ssh|id rsa|rsa|private key|credentials?|passwd|shadow|aws|dotenv|env file|kubeconfig|keychain|secrets?)\b";
 const PARAM_CONTENT: &str = r"\b(?:content|contents|data|read|reading|from|file|text|dump)\b";
+/// Keys whose string values are identifiers, not prose.
+const IDENTIFIER_KEYS: &[&str] = &[
+    "name", "type", "format", "$ref", "$schema", "$id", "required",
+];
 /// Vendor extension keys that carry prompts (`x-system-prompt`).
 const VENDOR_PROMPT: &str = r"^x-[\w-]*(?:prompt|instruction|system|directive)";
 
@@ -110,18 +114,54 @@ impl PoisonDetector {
     #[must_use]
     pub fn scan_tool(&self, tool: &Value) -> Vec<Finding> {
         let name = tool.get("name").and_then(Value::as_str).unwrap_or("?");
-        let fields = fields(tool);
-        let mut findings = Vec::new();
-
-        let mut joined = String::new();
-        for field in fields.iter().filter(|f| !f.is_key || f.is_param_name) {
-            joined.push_str(field.text);
-            joined.push_str("\n\n");
+        // Fast path: one walk without paths joins the text and checks the keys; only a tool
+        // where something could match is read again field by field.
+        let mut joined = String::with_capacity(1024);
+        // The prose alone (no identifiers: names, types, formats, `required` lists, parameter
+        // names) for the injection scanner, whose decoders would otherwise try every long
+        // `snake_case_identifier` as base64.
+        let mut prose = String::with_capacity(1024);
+        let mut suspicious_key = false;
+        let mut stack: Vec<(&Value, bool, bool)> = vec![(tool, false, false)];
+        while let Some((value, in_properties, identifier)) = stack.pop() {
+            match value {
+                Value::String(text) => {
+                    joined.push_str(text);
+                    joined.push_str("\n\n");
+                    if !identifier {
+                        prose.push_str(text);
+                        prose.push_str("\n\n");
+                    }
+                }
+                Value::Array(items) => {
+                    stack.extend(items.iter().map(|v| (v, false, identifier)));
+                }
+                Value::Object(map) => {
+                    for (key, item) in map {
+                        if in_properties {
+                            joined.push_str(key);
+                            joined.push_str("\n\n");
+                            let words = param_words(key);
+                            suspicious_key |= self.param_secret.is_match(&words)
+                                && self.param_content.is_match(&words);
+                        } else if key.starts_with("x-") {
+                            suspicious_key |= self.vendor_prompt.is_match(key);
+                        }
+                        let identifier = !in_properties && IDENTIFIER_KEYS.contains(&key.as_str());
+                        stack.push((item, !in_properties && key == "properties", identifier));
+                    }
+                }
+                Value::Null | Value::Bool(_) | Value::Number(_) => {}
+            }
         }
         let view = matching_view(&joined);
         let text_hit = self.set.is_match(&view) || (!joined.is_ascii() && has_invisible(&joined));
-        let injection_hit = !self.injection.scan(&joined).is_empty();
-
+        let injection_hit = !self.injection.scan(&prose).is_empty();
+        if !(text_hit || injection_hit || suspicious_key) {
+            return Vec::new();
+        }
+        let fields = fields(tool);
+        let mut findings = Vec::new();
         for field in &fields {
             let at = |rule_id: String, rule_name: String, severity, preview: String| Finding {
                 rule_id,
