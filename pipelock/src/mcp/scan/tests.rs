@@ -180,7 +180,8 @@ fn a_poisoned_tool_in_a_nested_schema_is_blocked_per_action() {
     let scanner = self::scanner(&config);
     let mut session = Session::new();
     scanner.client_message(&mut session, &list_request(1));
-    let inspection = scanner.server_message(&mut session, None, &tools(std::slice::from_ref(&poisoned)));
+    let inspection =
+        scanner.server_message(&mut session, None, &tools(std::slice::from_ref(&poisoned)));
     let found = rules(&inspection);
     for rule in [
         "tool_poisoning.instruction_tag",
