@@ -84,6 +84,31 @@ pub fn bench(args: &BenchArgs) -> anyhow::Result<u8> {
         api_url.len(),
     );
 
+    let mcp_config = config::Config {
+        dlp: Dlp {
+            scan_env: false,
+            ..config.dlp.clone()
+        },
+        ..config.clone()
+    };
+    let mcp = crate::mcp::scan::McpScanner::new(
+        &mcp_config,
+        crate::scan::Scanner::new(&mcp_config).context("cannot build the scanners")?,
+    )
+    .context("cannot build the MCP scanner")?;
+    let tools_list = crate::mcp::scan::sample_tools_list(100);
+    let per_op = measure(budget, || {
+        black_box(crate::mcp::scan::bench_tools_list(
+            &mcp,
+            black_box(&tools_list),
+        ));
+    });
+    report(
+        "mcp, tools/list of 100 tools (poisoning+binding)",
+        per_op,
+        tools_list.to_string().len(),
+    );
+
     let bytes = usize::try_from(args.corpus_mib).unwrap_or(64) * 1024 * 1024;
     let corpus = corpus(bytes);
     let chunks: Vec<&str> = split_chunks(&corpus, 16 * 1024);

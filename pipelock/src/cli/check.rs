@@ -53,21 +53,34 @@ pub struct CheckArgs {
     /// `response_scanning.action`.
     #[arg(long, group = "input")]
     response: Option<PathBuf>,
+    /// MCP traffic to scan (`-` for standard input): one JSON-RPC message (or batch), or
+    /// JSON lines of `{"direction": "request"|"response", "message": {…}}` scanned through one
+    /// session (binding, drift, chains). A `message` given as a string is read as raw bytes
+    /// (for `on_parse_error`). Redirected calls run their profile's handler.
+    #[arg(long, group = "input", value_name = "FILE")]
+    pub(super) mcp: Option<PathBuf>,
     /// Which scanners run.
     #[arg(long, value_enum, default_value = "all")]
     kind: Kind,
     /// Print one JSON object with the verdict and every finding.
     #[arg(long)]
-    json: bool,
+    pub(super) json: bool,
     /// Config file (default: the embedded balanced config).
     #[arg(short, long)]
-    config: Option<PathBuf>,
+    pub(super) config: Option<PathBuf>,
 }
 
 /// Exit code of `check` for usage errors and scanners this build does not have.
-const EXIT_USAGE: u8 = 2;
+pub(super) const EXIT_USAGE: u8 = 2;
 
 pub fn check(args: &CheckArgs) -> anyhow::Result<u8> {
+    if let Some(path) = &args.mcp {
+        if !args.headers.is_empty() || args.kind != Kind::All {
+            eprintln!("error: --mcp runs every MCP scanner; it takes no --header or --kind");
+            return Ok(EXIT_USAGE);
+        }
+        return super::check_mcp::check_mcp(args, path);
+    }
     let other_input =
         args.text.is_some() || args.file.is_some() || args.url.is_some() || args.response.is_some();
     if !args.headers.is_empty() && other_input {
@@ -260,7 +273,7 @@ fn report(config: &Config, judged: &[(Finding, Enforcement)], json: bool) -> any
     })
 }
 
-fn read_input_bytes(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+pub(super) fn read_input_bytes(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
     if path.as_os_str() == "-" {
         let mut bytes = Vec::new();
         std::io::stdin()
@@ -293,6 +306,19 @@ fn enforcement(config: &Config, section_blocks: bool) -> Enforcement {
     }
 }
 
+pub(super) fn finding_json(f: &Finding, verdict: Verdict) -> serde_json::Value {
+    serde_json::json!({
+        "rule_id": f.rule_id,
+        "rule_name": f.rule_name,
+        "scanner": f.scanner.to_string(),
+        "severity": f.severity.to_string(),
+        "verdict": verdict.to_string(),
+        "view": f.view,
+        "span": [f.span.start, f.span.end],
+        "preview": f.preview,
+    })
+}
+
 fn json_report(
     config: &Config,
     verdict: Verdict,
@@ -301,16 +327,7 @@ fn json_report(
     serde_json::json!({
         "verdict": verdict.to_string(),
         "mode": config.mode.to_string(),
-        "findings": judged.iter().map(|(f, e)| serde_json::json!({
-            "rule_id": f.rule_id,
-            "rule_name": f.rule_name,
-            "scanner": f.scanner.to_string(),
-            "severity": f.severity.to_string(),
-            "verdict": verdict_for(f, *e).to_string(),
-            "view": f.view,
-            "span": [f.span.start, f.span.end],
-            "preview": f.preview,
-        })).collect::<Vec<_>>(),
+        "findings": judged.iter().map(|(f, e)| finding_json(f, verdict_for(f, *e))).collect::<Vec<_>>(),
     })
 }
 

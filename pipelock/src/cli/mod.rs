@@ -6,6 +6,7 @@
 
 mod bench;
 mod check;
+mod check_mcp;
 mod generate;
 mod healthcheck;
 mod intercept;
@@ -51,7 +52,7 @@ enum Command {
     Generate(GenerateCommand),
     /// Exit 0 when a running Pipelock answers 200 on /health (usable as a Docker HEALTHCHECK).
     Healthcheck(healthcheck::HealthcheckArgs),
-    /// Scan text, a URL, a request or a response offline as the proxy would judge it; exit 0 allow/warn, 1 block, 2 usage.
+    /// Scan text, a URL, a request, a response or MCP traffic offline as the proxy would judge it; exit 0 allow/warn, 1 block, 2 usage.
     Check(check::CheckArgs),
     /// Serve like `run`, with the eBPF programs attached to the application's cgroup: all its TCP goes through Pipelock, DNS is scanned, other UDP is denied (needs root).
     Attach(run::AttachArgs),
@@ -158,6 +159,19 @@ fn restore_default_sigpipe() {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
+}
+
+/// Runs `f` with SIGPIPE ignored, then restores the one-shot default: for a command that
+/// writes to a child's stdin (a redirect handler that exits without reading must be an I/O
+/// error, not the end of Pipelock).
+pub(crate) fn with_sigpipe_ignored<T>(f: impl FnOnce() -> T) -> T {
+    // SAFETY: changing a signal disposition has no memory effects.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+    }
+    let out = f();
+    restore_default_sigpipe();
+    out
 }
 
 fn not_yet_available(what: &str) -> anyhow::Result<u8> {

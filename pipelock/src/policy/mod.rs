@@ -7,10 +7,14 @@
 //! - `enforce: false` turns any block into a warning;
 //! - a section whose `action` is `warn` only ever warns.
 
+mod judgement;
+
 use std::fmt;
 
-use crate::config::{Mode, Severity};
+use crate::config::{Config, Mode, Severity};
 use crate::scan::Finding;
+
+pub use judgement::Judgement;
 
 /// What happens to the inspected traffic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -38,6 +42,19 @@ pub struct Enforcement {
     pub enforce: bool,
     /// False when the section's `action` is `warn`.
     pub section_blocks: bool,
+}
+
+impl Enforcement {
+    /// The mode and `enforce` of `config`; `section_blocks` is false when the section's
+    /// action only warns.
+    #[must_use]
+    pub fn for_config(config: &Config, section_blocks: bool) -> Self {
+        Self {
+            mode: config.mode,
+            enforce: config.enforce_enabled(),
+            section_blocks,
+        }
+    }
 }
 
 /// The verdict for one finding.

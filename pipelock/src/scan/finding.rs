@@ -19,6 +19,18 @@ pub enum ScannerKind {
     Url,
     /// Obfuscated or dangerous shell in tool arguments.
     Shell,
+    /// Hidden instructions in an MCP tool definition.
+    ToolPoisoning,
+    /// An MCP tool definition that changed within a session (rug pull).
+    ToolDrift,
+    /// An MCP tool call outside the session's pinned inventory.
+    SessionBinding,
+    /// A suspicious sequence of MCP tool calls.
+    ToolChain,
+    /// An MCP tool-policy rule.
+    ToolPolicy,
+    /// A message that is not valid JSON-RPC.
+    Protocol,
 }
 
 impl Finding {
@@ -46,6 +58,12 @@ impl fmt::Display for ScannerKind {
             Self::Injection => "injection",
             Self::Url => "url",
             Self::Shell => "shell",
+            Self::ToolPoisoning => "tool_poisoning",
+            Self::ToolDrift => "tool_drift",
+            Self::SessionBinding => "session_binding",
+            Self::ToolChain => "tool_chain",
+            Self::ToolPolicy => "tool_policy",
+            Self::Protocol => "protocol",
         })
     }
 }

@@ -17,12 +17,14 @@ pub struct McpInputScanning {
     pub on_parse_error: OnParseError,
 }
 
-/// What to do with an MCP message that does not parse. Only blocking is safe.
+/// What to do with an MCP message that does not parse. Only blocking is safe; `warn` (or
+/// `forward`) lets it through with a warning.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OnParseError {
     #[default]
     Block,
+    #[serde(alias = "warn")]
     Forward,
 }
 

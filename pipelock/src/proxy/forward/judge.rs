@@ -1,46 +1,23 @@
-//! Findings to a decision for the forward proxy, through the one policy path.
+//! Findings to a decision for the forward proxy, through the one policy path
+//! ([`crate::policy::Judgement`]); this adds what needs the server: its config, metrics and
+//! the HTTP refusal.
 
 use hyper::{Response, StatusCode};
 
-use crate::policy::{verdict_for, Enforcement, Verdict};
+use crate::policy::Enforcement;
+pub use crate::policy::Judgement;
 use crate::proxy::response::{self, Body};
 use crate::proxy::ServerState;
 use crate::scan::Finding;
-
-/// What to do with the traffic so far.
-#[derive(Debug, Default)]
-pub struct Judgement {
-    /// The first finding that blocks, if any.
-    pub block: Option<Finding>,
-    /// Findings that only warn.
-    pub warnings: Vec<Finding>,
-}
 
 impl Judgement {
     /// Adds findings judged with the config's mode and `enforce`; `section_blocks` is false
     /// when the section's `action` only warns.
     pub fn add(&mut self, state: &ServerState, findings: Vec<Finding>, section_blocks: bool) {
-        let enforcement = Enforcement {
-            mode: state.config.mode,
-            enforce: state.config.enforce_enabled(),
-            section_blocks,
-        };
-        for finding in findings {
-            match verdict_for(&finding, enforcement) {
-                Verdict::Block if self.block.is_none() => self.block = Some(finding),
-                Verdict::Block | Verdict::Allow => {}
-                Verdict::Warn => self.warnings.push(finding),
-            }
-        }
-    }
-
-    /// The verdict and the scanner that decided it, for metrics.
-    pub fn outcome(&self) -> (&'static str, String) {
-        match (&self.block, self.warnings.first()) {
-            (Some(f), _) => ("block", f.scanner.to_string()),
-            (None, Some(f)) => ("warn", f.scanner.to_string()),
-            (None, None) => ("allow", "none".to_string()),
-        }
+        self.add_judged(
+            findings,
+            Enforcement::for_config(&state.config, section_blocks),
+        );
     }
 
     /// The refusal of a `kind` (`http`, `connect`) request, counted under its verdict: the
@@ -67,15 +44,5 @@ impl Judgement {
         if let Some(finding) = &self.block {
             tracing::warn!(rule = %finding.rule_id, scanner = %finding.scanner, kind, what, "blocked");
         }
-    }
-
-    /// The value of the `X-Pipelock-Warning` header: the rule ids that warned.
-    pub fn warning_header(&self) -> Option<String> {
-        if self.warnings.is_empty() {
-            return None;
-        }
-        let mut ids: Vec<&str> = self.warnings.iter().map(|f| f.rule_id.as_str()).collect();
-        ids.dedup();
-        Some(ids.join(", "))
     }
 }

@@ -1,0 +1,261 @@
+//! Server → client messages: `tools/list` answers (poisoning, drift, the pinned inventory) and
+//! injection in everything else the model will read — tool results, resources, prompts,
+//! sampling requests, notifications and errors.
+
+use serde_json::Value;
+
+use super::drift::diff_summary;
+use super::inspection::{self, Inspection, Peer, Reply, CODE_RESPONSE_BLOCKED};
+use super::jsonrpc::{self, Message};
+use super::session::{Session, MAX_TOOLS};
+use super::strings::leaves;
+use super::McpScanner;
+use crate::config::Severity;
+use crate::policy::Judgement;
+use crate::scan::{Finding, ScannerKind};
+
+impl McpScanner {
+    /// Inspects a message the server sends (one message or a batch). `answers` is the
+    /// request a response answers when the transport knows it; otherwise the session's
+    /// tracker finds it by id. In a batch, only the elements that block are replaced by
+    /// errors.
+    pub fn server_message(
+        &self,
+        session: &mut Session,
+        answers: Option<&Value>,
+        message: &Value,
+    ) -> Inspection {
+        let items = match jsonrpc::elements(message) {
+            Ok(items) => items,
+            Err(error) => return self.unparseable(Peer::Server, &error),
+        };
+        let mut classified = Vec::with_capacity(items.len());
+        for item in &items {
+            match Message::classify(item) {
+                Ok(m) => classified.push((*item, m)),
+                Err(error) => return self.unparseable(Peer::Server, &error),
+            }
+        }
+        if !message.is_array() {
+            let (_, parsed) = classified[0];
+            return self.server_one(session, answers, parsed);
+        }
+        let mut judgement = Judgement::default();
+        let mut replaced = Vec::with_capacity(classified.len());
+        for (value, parsed) in classified {
+            let answered = answers.and_then(|a| matching_request(a, parsed.id()));
+            let inspection = self.server_one(session, answered, parsed);
+            match &inspection {
+                Inspection::Block(blocked) => {
+                    // A server request or notification inside a batch is dropped.
+                    if let Some(Reply {
+                        to: Peer::Client,
+                        message,
+                    }) = &blocked.reply
+                    {
+                        replaced.push(message.clone());
+                    }
+                }
+                _ => replaced.push(value.clone()),
+            }
+            inspection.merge_into(&mut judgement);
+        }
+        Inspection::from_judgement(judgement, CODE_RESPONSE_BLOCKED, "response", |_| {
+            Some(Reply {
+                to: Peer::Client,
+                message: Value::Array(replaced),
+            })
+        })
+    }
+
+    /// Bytes from the server that are not a JSON-RPC message: blocked (the client gets a
+    /// -32700 error), except in audit mode or with `enforce: false`.
+    #[must_use]
+    pub fn server_parse_error(&self, raw: &[u8]) -> Inspection {
+        let error = match jsonrpc::parse_bytes(raw) {
+            Ok(value) => match jsonrpc::elements(&value).and_then(|items| {
+                items
+                    .into_iter()
+                    .try_for_each(|v| Message::classify(v).map(|_| ()))
+            }) {
+                Ok(()) => return Inspection::Allow,
+                Err(error) => error,
+            },
+            Err(error) => error,
+        };
+        self.unparseable(Peer::Server, &error)
+    }
+
+    fn server_one(
+        &self,
+        session: &mut Session,
+        answers: Option<&Value>,
+        message: Message<'_>,
+    ) -> Inspection {
+        let mut judgement = Judgement::default();
+        let response_scan = self.enforcement(self.response_blocks);
+        let reply = match message {
+            Message::Result { id, result } => {
+                let method = answered_method(session, answers, id);
+                if method.as_deref() == Some("tools/list") {
+                    self.tools_list(session, result, &mut judgement);
+                    // The listing's other fields (nextCursor, _meta) still reach the model.
+                    if let Some(map) = result.as_object() {
+                        for (key, value) in map.iter().filter(|(k, _)| *k != "tools") {
+                            judgement.add_judged(self.injection_in(value, key), response_scan);
+                        }
+                    }
+                } else {
+                    if method.is_none() {
+                        judgement.add_judged(vec![unsolicited(id)], response_scan);
+                    }
+                    judgement.add_judged(self.injection_in(result, "result"), response_scan);
+                }
+                Some((Peer::Client, id))
+            }
+            Message::Error { id, error } => {
+                answered_method(session, answers, id);
+                judgement.add_judged(self.injection_in(error, "error"), response_scan);
+                Some((Peer::Client, id))
+            }
+            // sampling/createMessage, elicitation/create, …: the server asks the client's
+            // model something; a refusal goes back to the server.
+            Message::Request { id, params, .. } => {
+                if let Some(params) = params {
+                    judgement.add_judged(self.injection_in(params, "params"), response_scan);
+                }
+                Some((Peer::Server, id))
+            }
+            Message::Notification { params, .. } => {
+                if let Some(params) = params {
+                    judgement.add_judged(self.injection_in(params, "params"), response_scan);
+                }
+                None
+            }
+        };
+        Inspection::from_judgement(judgement, CODE_RESPONSE_BLOCKED, "response", |error| {
+            reply.map(|(to, id)| Reply {
+                to,
+                message: inspection::error_reply(id, error),
+            })
+        })
+    }
+
+    /// Injection in every string value of `value` (not keys: a response's shape is the
+    /// server's, its text is what the model reads). Nothing when `response_scanning` is off.
+    fn injection_in(&self, value: &Value, root: &str) -> Vec<Finding> {
+        let mut findings: Vec<Finding> = Vec::new();
+        for leaf in leaves(value, root).into_iter().filter(|l| !l.is_key) {
+            for mut finding in self.scanner.scan_inbound(leaf.text) {
+                if !findings.iter().any(|f| f.rule_id == finding.rule_id) {
+                    finding.preview = format!("at {}: {}", leaf.path, finding.preview);
+                    findings.push(finding);
+                }
+            }
+        }
+        findings
+    }
+
+    /// A `tools/list` answer: poisoning and drift per tool, then the inventory.
+    fn tools_list(&self, session: &mut Session, result: &Value, judgement: &mut Judgement) {
+        let tools: &[Value] = result
+            .get("tools")
+            .and_then(Value::as_array)
+            .map_or(&[], Vec::as_slice);
+        let section = self.enforcement(self.tools_block);
+        let first_listing = session.baseline.is_none() || session.baseline_open;
+        let mut names = Vec::with_capacity(tools.len());
+        for tool in tools {
+            let Some(name) = tool.get("name").and_then(Value::as_str) else {
+                continue;
+            };
+            names.push(name.to_string());
+            if self.tools_enabled {
+                judgement.add_judged(self.poison.scan_tool(tool), section);
+                if self.detect_drift {
+                    if let Some(previous) = session.tools.get(name) {
+                        let changes = diff_summary(previous, tool);
+                        if !changes.is_empty() {
+                            judgement.add_judged(vec![drift(name, &changes)], section);
+                        }
+                    }
+                }
+            }
+            if session.tools.contains_key(name) || session.tools.len() < MAX_TOOLS {
+                session.tools.insert(name.to_string(), tool.clone());
+            }
+        }
+        let more_pages = result.get("nextCursor").is_some_and(|c| !c.is_null());
+        if first_listing {
+            session
+                .baseline
+                .get_or_insert_with(Default::default)
+                .extend(names);
+            session.baseline_open = more_pages;
+        } else if let Some(baseline) = session.baseline.as_mut() {
+            for name in names {
+                if baseline.len() < MAX_TOOLS
+                    && baseline.insert(name.clone())
+                    && self.binding_enabled
+                {
+                    judgement.add_judged(
+                        vec![Finding {
+                            rule_id: "session_binding.tool_added".into(),
+                            rule_name: "Tool Added After the Session's First tools/list".into(),
+                            scanner: ScannerKind::SessionBinding,
+                            severity: Severity::Low,
+                            span: 0..0,
+                            view: "session",
+                            preview: format!("tool {name:?}"),
+                        }],
+                        self.enforcement(false),
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// The method of the request a response answers: the given request's, or the tracked one's.
+/// The tracked entry is consumed either way.
+fn answered_method(session: &mut Session, answers: Option<&Value>, id: &Value) -> Option<String> {
+    let tracked = session.take_request(id).map(|p| p.method);
+    answers
+        .and_then(|a| a.get("method"))
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .or(tracked)
+}
+
+/// In a batch of requests, the one with this id.
+fn matching_request<'a>(answers: &'a Value, id: Option<&Value>) -> Option<&'a Value> {
+    let id = id?;
+    match answers {
+        Value::Array(items) => items.iter().find(|r| r.get("id") == Some(id)),
+        single => (single.get("id") == Some(id)).then_some(single),
+    }
+}
+
+fn drift(name: &str, changes: &[String]) -> Finding {
+    Finding {
+        rule_id: "tool_drift.definition_changed".into(),
+        rule_name: "Tool Definition Changed Within the Session".into(),
+        scanner: ScannerKind::ToolDrift,
+        severity: Severity::High,
+        span: 0..0,
+        view: "tool_definition",
+        preview: format!("tool {name:?}: {}", changes.join("; ")),
+    }
+}
+
+fn unsolicited(id: &Value) -> Finding {
+    Finding {
+        rule_id: "protocol.unsolicited_response".into(),
+        rule_name: "Response to a Request Never Seen".into(),
+        scanner: ScannerKind::Protocol,
+        severity: Severity::Low,
+        span: 0..0,
+        view: "session",
+        preview: format!("id {id}"),
+    }
+}
