@@ -47,7 +47,9 @@ fn proxy(args: &ProxyArgs) -> anyhow::Result<u8> {
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
         let kill_switch = Arc::new(crate::killswitch::KillSwitch::new(&config.kill_switch));
-        let inspector = crate::mcp::build_inspector(&config);
+        let scanner = crate::scan::Scanner::new(&config).context("cannot build the scanners")?;
+        let inspector =
+            crate::mcp::build_inspector(&config, scanner).context("cannot set up MCP scanning")?;
         let metrics = Metrics::new(&config.mode.to_string());
         crate::mcp::stdio::run(&args.command, inspector, kill_switch, metrics)
             .await

@@ -186,7 +186,8 @@ async fn serve_config(config: Config, source: String) -> anyhow::Result<()> {
         let proxy = crate::mcp::transport::McpProxy::new(
             &section.upstream,
             crate::mcp::transport::McpProxy::token_from_env_or(&section.auth_token),
-            crate::mcp::build_inspector(&config),
+            crate::mcp::build_inspector(&config, Arc::clone(&state.scanner))
+                .context("cannot set up MCP scanning")?,
         )
         .context("cannot set up the MCP reverse proxy (mcp_reverse_proxy.upstream)")?;
         tracing::info!(

@@ -14,6 +14,7 @@ pub mod inspect;
 pub mod jsonrpc;
 pub mod redirect;
 pub mod scan;
+pub mod scanning;
 pub mod stdio;
 pub mod transport;
 
@@ -22,13 +23,17 @@ use std::sync::Arc;
 pub use inspect::{Decision, Direction, McpInspector, PassThrough};
 
 use crate::config::Config;
+use crate::scan::Scanner;
 
-/// The inspector every MCP front door uses for `config`.
+/// The inspector every MCP front door uses for `config`: the MCP scanner, acting per the
+/// `mcp_*` and `tool_chain_detection` sections and the mode.
 ///
-/// Today this is [`PassThrough`] (the relay is complete, nothing is scanned yet); the MCP
-/// scanner ([`scan::McpScanner`]) plugs in here.
-#[must_use]
-pub fn build_inspector(config: &Config) -> Arc<dyn McpInspector> {
-    let _ = config;
-    Arc::new(PassThrough)
+/// # Errors
+/// The MCP scanner cannot be built from `config` (an invalid pattern or profile).
+pub fn build_inspector(
+    config: &Config,
+    scanner: Arc<Scanner>,
+) -> Result<Arc<dyn McpInspector>, scan::McpScanBuildError> {
+    let scanner = scan::McpScanner::new(config, scanner)?;
+    Ok(Arc::new(scanning::ScanningInspector::new(scanner)))
 }
