@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 
 pub mod dns_upstream;
+pub mod mcp;
 pub mod upstream;
 pub mod ws_client;
 pub mod ws_upstream;

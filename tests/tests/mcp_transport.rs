@@ -13,7 +13,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use pipelock_e2e::{curl, describe, free_port, run_pipelock, run_with_timeout, Pipelock};
+use pipelock_e2e::mcp::{pipelock_for, post, session_id, split_response, INITIALIZE};
+use pipelock_e2e::{curl, describe, free_port, run_pipelock, run_with_timeout};
 use serde_json::Value;
 
 /// How long one SDK session may take (it includes a 1 s long-running tool call).
@@ -141,55 +142,6 @@ fn sdk_session(args: &[&str]) -> Result<Value> {
     serde_json::from_str(last)
         .with_context(|| format!("unexpected session output\n{}", describe(&output)))
 }
-
-/// `pipelock run` with the MCP reverse proxy to `upstream`; returns it and the MCP address.
-fn pipelock_for(upstream: &str, extra_yaml: &str) -> Result<(Pipelock, tempfile::TempDir, String)> {
-    let yaml = format!(
-        "mcp_reverse_proxy:\n  enabled: true\n  listen: \"127.0.0.1:0\"\n  upstream: \"{upstream}\"\n{extra_yaml}"
-    );
-    let (mut pipelock, dir) = Pipelock::start_with_yaml(&yaml)?;
-    let addr = pipelock.wait_for_listener("mcp", Duration::from_secs(10))?;
-    Ok((pipelock, dir, format!("http://{addr}/mcp")))
-}
-
-/// `curl -i` POST of `body` to `url` with extra headers; returns (status, headers, body).
-fn post(url: &str, body: &str, headers: &[&str]) -> Result<(u16, String, String)> {
-    let mut args = vec![
-        "-i",
-        "-X",
-        "POST",
-        "-H",
-        "content-type: application/json",
-        "-H",
-        "accept: application/json, text/event-stream",
-        "--data-binary",
-        body,
-    ];
-    for header in headers {
-        args.extend(["-H", header]);
-    }
-    args.push(url);
-    let output = curl(&args)?;
-    split_response(&String::from_utf8_lossy(&output.stdout))
-}
-
-fn split_response(mut text: &str) -> Result<(u16, String, String)> {
-    // Interim 1xx answers (100 Continue) come first.
-    while text.starts_with("HTTP/1.1 1") {
-        text = text.split_once("\r\n\r\n").map_or("", |(_, rest)| rest);
-    }
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .with_context(|| format!("no HTTP response in {text:?}"))?;
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .with_context(|| format!("no status in {head:?}"))?;
-    Ok((status, head.to_ascii_lowercase(), body.to_string()))
-}
-
-const INITIALIZE: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"curl","version":"1"}}}"#;
 
 #[test]
 fn an_sdk_session_through_pipelock_gives_the_same_results_as_direct() -> Result<()> {
@@ -373,15 +325,7 @@ fn a_secret_in_tool_arguments_is_blocked_before_the_server() -> Result<()> {
         &[],
     )?;
     assert_eq!(status, 200, "{body}");
-    let session = headers
-        .lines()
-        .find_map(|l| {
-            let (name, value) = l.split_once(':')?;
-            name.trim()
-                .eq_ignore_ascii_case("mcp-session-id")
-                .then(|| value.trim().to_string())
-        })
-        .context("no Mcp-Session-Id from initialize")?;
+    let session = session_id(&headers)?;
     let session_header = format!("mcp-session-id: {session}");
     let with_session = [session_header.as_str()];
     post(

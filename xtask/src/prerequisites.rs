@@ -2,7 +2,7 @@
 //!
 //! - Debian packages: Debian's rustc 1.96 with its `core` sources (the eBPF crate builds `core`
 //!   for the BPF target), LLVM 22 for bpf-linker, bpftool for the eBPF tests, and the clients
-//!   the end-to-end tests drive (curl, python3 with requests and websockets, ruby, openssl).
+//!   the end-to-end tests drive (curl, python3 with requests, websockets and venv, ruby, openssl).
 //!   The Rust ones are skipped when a rustup nightly with rust-src is present, which
 //!   `pipelock/build.rs` then uses.
 //! - `bpf-linker` 0.13 from crates.io, built against Debian's LLVM 22.
@@ -10,6 +10,10 @@
 //!   reference server `@modelcontextprotocol/server-everything` and the TypeScript SDK's
 //!   client), installed with `npm ci` from the committed lock file into `tests/mcp/node_modules`
 //!   (ignored by git); skipped when it is already there and the lock file has not changed.
+//! - FastMCP from PyPI for the FastMCP end-to-end tests (`tests/mcp/fastmcp_server.py`), with
+//!   every dependency pinned in `tests/mcp/requirements.txt`, installed with pip into the
+//!   virtualenv `tests/mcp/.venv` (ignored by git; Debian's `python3-venv` provides `venv`);
+//!   skipped when the venv was installed from the requirements file as it is now.
 //!
 //! Other tasks install their own Debian packages with [`ensure_packages`] (`bench-proxy`:
 //! wrk, nginx, squid, tinyproxy), which never leaves a service started by the install.
@@ -33,6 +37,7 @@ const OTHER_PACKAGES: &[&str] = &[
     "python3",
     "python3-requests",
     "python3-websockets",
+    "python3-venv",
     "ruby",
     "ruby-faraday",
     "ruby-httparty",
@@ -52,6 +57,7 @@ pub fn install() -> Result<()> {
     }
     ensure_packages(&wanted)?;
     ensure_mcp_packages()?;
+    ensure_fastmcp()?;
     if bpf_linker_is_current() {
         eprintln!("xtask: bpf-linker {BPF_LINKER_SERIES}x present");
     } else {
@@ -88,6 +94,49 @@ fn ensure_mcp_packages() -> Result<()> {
         Command::new("npm")
             .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
             .current_dir(&dir)
+            .stdout(std::io::stderr()),
+    )?;
+    std::fs::write(&stamp, &current)
+        .with_context(|| format!("cannot write {}", stamp.display()))?;
+    Ok(())
+}
+
+/// A virtualenv `tests/mcp/.venv` with the pinned `tests/mcp/requirements.txt` (FastMCP),
+/// unless it was installed from the requirements file as it is now (a copy is kept in the
+/// venv after each successful install). A venv left by a failed install is recreated.
+fn ensure_fastmcp() -> Result<()> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/mcp");
+    let venv = dir.join(".venv");
+    let python = venv.join("bin/python");
+    let requirements = dir.join("requirements.txt");
+    let stamp = venv.join(".pipelock-requirements-copy.txt");
+    let current = std::fs::read(&requirements)
+        .with_context(|| format!("cannot read {}", requirements.display()))?;
+    if python.is_file() && std::fs::read(&stamp).is_ok_and(|s| s == current) {
+        eprintln!("xtask: FastMCP present (tests/mcp/.venv)");
+        return Ok(());
+    }
+    if venv.exists() {
+        std::fs::remove_dir_all(&venv)
+            .with_context(|| format!("cannot remove {}", venv.display()))?;
+    }
+    run_checked(
+        Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .stdout(std::io::stderr()),
+    )?;
+    run_checked(
+        Command::new(&python)
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+            ])
+            .args(["--no-input", "--requirement"])
+            .arg(&requirements)
             .stdout(std::io::stderr()),
     )?;
     std::fs::write(&stamp, &current)

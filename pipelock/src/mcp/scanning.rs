@@ -56,13 +56,13 @@ impl ScanningInspector {
             Inspection::Allow => Decision::Forward,
             Inspection::Warn(findings) => {
                 for finding in &findings {
-                    tracing::warn!(session, direction = from.label(), rule = %finding.rule_id, scanner = %finding.scanner, "MCP message forwarded with a warning");
+                    tracing::warn!(session, direction = from.label(), rule = %finding.rule_id, scanner = %finding.scanner, detail = %finding.preview, "MCP message forwarded with a warning");
                 }
                 Decision::Forward
             }
             Inspection::Block(blocked) => {
                 if let Some(first) = blocked.findings.first() {
-                    tracing::warn!(session, direction = from.label(), rule = %first.rule_id, scanner = %first.scanner, "MCP message blocked");
+                    tracing::warn!(session, direction = from.label(), rule = %first.rule_id, scanner = %first.scanner, detail = %first.preview, "MCP message blocked");
                 }
                 match blocked.reply {
                     Some(reply) if reply.to == Peer::Client || from == Direction::Client => {
