@@ -221,6 +221,17 @@ fn a_poisoned_tool_list_is_blocked_with_block_and_passes_unchanged_with_warn() -
         logs.contains("MCP message blocked") && logs.contains(rule(&answer)),
         "{logs}"
     );
+    // The client was offered no tool: calling the poisoned one is refused before the server.
+    let call = session.request(
+        3,
+        "tools/call",
+        serde_json::json!({"name": "notes", "arguments": {"note": "t"}}),
+    )?;
+    assert_eq!(rule(&call), "session_binding.unknown_tool", "{call}");
+    assert!(
+        server.logged("CALL").is_empty(),
+        "the poisoned tool was called"
+    );
     drop((session, pipelock, server));
 
     // Warn: the list passes unchanged (the same as a direct first listing of another
@@ -265,6 +276,9 @@ fn a_rug_pull_on_the_second_listing_is_blocked_with_the_diff() -> Result<()> {
     );
     assert_eq!(rule(&second), "tool_drift.definition_changed", "{text}");
     assert_eq!(server.logged("LIST").len(), 2);
+    // Asking again does not launder the change: the blocked definition was not adopted.
+    let third = session.request(4, "tools/list", serde_json::json!({}))?;
+    assert_eq!(rule(&third), "tool_drift.definition_changed", "{third}");
     // The diff summary (what changed in `weather`) is in the log line of the block.
     let logs = pipelock.stdout_lines();
     let blocked: Vec<Value> = logs
@@ -272,7 +286,7 @@ fn a_rug_pull_on_the_second_listing_is_blocked_with_the_diff() -> Result<()> {
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
         .filter(|l| l["message"] == "MCP message blocked")
         .collect();
-    assert_eq!(blocked.len(), 1, "{logs:#?}");
+    assert_eq!(blocked.len(), 2, "{logs:#?}");
     assert_eq!(blocked[0]["rule"], "tool_drift.definition_changed");
     assert_eq!(
         blocked[0]["detail"],

@@ -164,12 +164,12 @@ impl McpScanner {
             .map_or(&[], Vec::as_slice);
         let section = self.enforcement(self.tools_block);
         let first_listing = session.baseline.is_none() || session.baseline_open;
-        let mut names = Vec::with_capacity(tools.len());
+        let mut listed: Vec<(&str, &Value)> = Vec::with_capacity(tools.len());
         for tool in tools {
             let Some(name) = tool.get("name").and_then(Value::as_str) else {
                 continue;
             };
-            names.push(name.to_string());
+            listed.push((name, tool));
             if self.tools_enabled {
                 judgement.add_judged(self.poison.scan_tool(tool), section);
                 if self.detect_drift {
@@ -181,8 +181,45 @@ impl McpScanner {
                     }
                 }
             }
-            if session.tools.contains_key(name) || session.tools.len() < MAX_TOOLS {
-                session.tools.insert(name.to_string(), tool.clone());
+        }
+        let added: Vec<&str> = match &session.baseline {
+            Some(baseline) if !first_listing => listed
+                .iter()
+                .map(|(name, _)| *name)
+                .filter(|name| !baseline.contains(*name))
+                .collect(),
+            _ => Vec::new(),
+        };
+        if self.binding_enabled {
+            for name in &added {
+                judgement.add_judged(
+                    vec![Finding {
+                        rule_id: "session_binding.tool_added".into(),
+                        rule_name: "Tool Added After the Session's First tools/list".into(),
+                        scanner: ScannerKind::SessionBinding,
+                        severity: Severity::Low,
+                        span: 0..0,
+                        view: "session",
+                        preview: format!("tool {name:?}"),
+                    }],
+                    self.enforcement(false),
+                );
+            }
+        }
+        // A listing the client does not get changes nothing: a blocked poisoned tool must not
+        // become callable, and a blocked rug pull must not become the reference that the
+        // next listing is compared with.
+        if judgement.block.is_some() {
+            if first_listing {
+                // The client was shown no tools: every call is to a tool it was not offered.
+                session.baseline.get_or_insert_with(Default::default);
+                session.baseline_open = false;
+            }
+            return;
+        }
+        for (name, tool) in &listed {
+            if session.tools.contains_key(*name) || session.tools.len() < MAX_TOOLS {
+                session.tools.insert((*name).to_string(), (*tool).clone());
             }
         }
         let more_pages = result.get("nextCursor").is_some_and(|c| !c.is_null());
@@ -190,26 +227,12 @@ impl McpScanner {
             session
                 .baseline
                 .get_or_insert_with(Default::default)
-                .extend(names);
+                .extend(listed.iter().map(|(name, _)| (*name).to_string()));
             session.baseline_open = more_pages;
         } else if let Some(baseline) = session.baseline.as_mut() {
-            for name in names {
-                if baseline.len() < MAX_TOOLS
-                    && baseline.insert(name.clone())
-                    && self.binding_enabled
-                {
-                    judgement.add_judged(
-                        vec![Finding {
-                            rule_id: "session_binding.tool_added".into(),
-                            rule_name: "Tool Added After the Session's First tools/list".into(),
-                            scanner: ScannerKind::SessionBinding,
-                            severity: Severity::Low,
-                            span: 0..0,
-                            view: "session",
-                            preview: format!("tool {name:?}"),
-                        }],
-                        self.enforcement(false),
-                    );
+            for name in added {
+                if baseline.len() < MAX_TOOLS {
+                    baseline.insert(name.to_string());
                 }
             }
         }
