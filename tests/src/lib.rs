@@ -260,7 +260,72 @@ impl Drop for Pipelock {
     }
 }
 
-fn collect_lines<R: Read + Send + 'static>(pipe: Option<R>) -> Arc<Mutex<Vec<String>>> {
+/// A server process for a test (an MCP server, say): its stdout and stderr lines are
+/// collected, and it is killed when dropped.
+pub struct ServerProcess {
+    child: Child,
+    stdout: Arc<Mutex<Vec<String>>>,
+    stderr: Arc<Mutex<Vec<String>>>,
+}
+
+impl ServerProcess {
+    /// Spawns `command` (`what` names it in errors) and waits at most `timeout` for a line
+    /// containing `ready` on its stdout or stderr.
+    ///
+    /// # Errors
+    /// It did not start, exited first (with its output in the error), or was not ready in time.
+    pub fn spawn(mut command: Command, what: &str, ready: &str, timeout: Duration) -> Result<Self> {
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("cannot start {what}"))?;
+        let mut server = Self {
+            stdout: collect_lines(child.stdout.take()),
+            stderr: collect_lines(child.stderr.take()),
+            child,
+        };
+        let deadline = Instant::now() + timeout;
+        while !server
+            .stdout()
+            .iter()
+            .chain(server.stderr().iter())
+            .any(|l| l.contains(ready))
+        {
+            if let Some(status) = server.child.try_wait()? {
+                bail!("{what} exited with {status}: {:?}", server.stderr());
+            }
+            if Instant::now() > deadline {
+                bail!("{what} was not ready within {timeout:?}");
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        Ok(server)
+    }
+
+    /// Its stdout lines so far.
+    #[must_use]
+    pub fn stdout(&self) -> Vec<String> {
+        self.stdout.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    /// Its stderr lines so far.
+    #[must_use]
+    pub fn stderr(&self) -> Vec<String> {
+        self.stderr.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Collects the lines of `pipe` in the background.
+pub fn collect_lines<R: Read + Send + 'static>(pipe: Option<R>) -> Arc<Mutex<Vec<String>>> {
     let lines = Arc::new(Mutex::new(Vec::new()));
     if let Some(pipe) = pipe {
         let sink = Arc::clone(&lines);

@@ -6,17 +6,18 @@
 //!
 //! All traffic stays on loopback; every process is bounded by a timeout and killed on drop.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use pipelock_e2e::mcp::{messages, pipelock_for, post, session_id, INITIALIZE};
-use pipelock_e2e::{free_port, pipelock_bin, wait_timeout, write_file};
+use pipelock_e2e::{
+    collect_lines, free_port, pipelock_bin, wait_timeout, write_file, ServerProcess,
+};
 use serde_json::Value;
 
 /// The scanning under test; `{action}` is block or warn.
@@ -44,8 +45,7 @@ fn venv_python() -> PathBuf {
 /// `fastmcp_server.py http PORT [poisoned]`, killed on drop; its stderr (with one `CALL name`
 /// line per tool call that reaches it and one `LIST n` per listing) is collected.
 struct FastMcp {
-    child: Child,
-    stderr: Arc<Mutex<Vec<String>>>,
+    server: ServerProcess,
     port: u16,
 }
 
@@ -59,40 +59,13 @@ impl FastMcp {
         if poisoned {
             command.arg("poisoned");
         }
-        let mut child = command
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .context("cannot start the FastMCP server")?;
-        let stderr = lines(child.stderr.take());
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let ready = stderr
-                .lock()
-                .map(|l| l.iter().any(|l| l.contains("Uvicorn running on")))
-                .unwrap_or(false);
-            if ready {
-                break;
-            }
-            if let Some(status) = child.try_wait()? {
-                bail!(
-                    "the FastMCP server exited with {status}: {:?}",
-                    stderr.lock().map(|l| l.clone())
-                );
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                bail!("the FastMCP server did not listen within 30 s");
-            }
-            thread::sleep(Duration::from_millis(50));
-        }
-        Ok(Self {
-            child,
-            stderr,
-            port,
-        })
+        let server = ServerProcess::spawn(
+            command,
+            "the FastMCP server",
+            "Uvicorn running on",
+            Duration::from_secs(30),
+        )?;
+        Ok(Self { server, port })
     }
 
     fn url(&self) -> String {
@@ -101,38 +74,12 @@ impl FastMcp {
 
     /// The server's log lines starting with `prefix` (`CALL`, `LIST`).
     fn logged(&self, prefix: &str) -> Vec<String> {
-        self.stderr
-            .lock()
-            .map(|l| {
-                l.iter()
-                    .filter(|l| l.starts_with(prefix))
-                    .cloned()
-                    .collect()
-            })
-            .unwrap_or_default()
+        self.server
+            .stderr()
+            .into_iter()
+            .filter(|l| l.starts_with(prefix))
+            .collect()
     }
-}
-
-impl Drop for FastMcp {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn lines<R: Read + Send + 'static>(pipe: Option<R>) -> Arc<Mutex<Vec<String>>> {
-    let sink = Arc::new(Mutex::new(Vec::new()));
-    if let Some(pipe) = pipe {
-        let sink = Arc::clone(&sink);
-        thread::spawn(move || {
-            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                if let Ok(mut lines) = sink.lock() {
-                    lines.push(line);
-                }
-            }
-        });
-    }
-    sink
 }
 
 /// An initialized MCP session over HTTP at `url`.
@@ -363,7 +310,7 @@ fn the_stdio_wrapper_blocks_the_poisoned_tool_list() -> Result<()> {
         .stderr(Stdio::piped())
         .spawn()
         .context("cannot start pipelock mcp proxy")?;
-    let stderr = lines(child.stderr.take());
+    let stderr = collect_lines(child.stderr.take());
     let stdout = child.stdout.take().context("no stdout")?;
     let (tx, rx) = mpsc::channel();
     thread::spawn(move || {

@@ -5,16 +5,14 @@
 //!
 //! All traffic stays on loopback; every process is bounded by a timeout and killed on drop.
 
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Command;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use pipelock_e2e::mcp::{pipelock_for, post, session_id, split_response, INITIALIZE};
-use pipelock_e2e::{curl, describe, free_port, run_pipelock, run_with_timeout};
+use pipelock_e2e::{curl, describe, free_port, run_pipelock, run_with_timeout, ServerProcess};
 use serde_json::Value;
 
 /// How long one SDK session may take (it includes a 1 s long-running tool call).
@@ -42,51 +40,25 @@ fn everything_js() -> PathBuf {
 /// server-everything in Streamable HTTP mode on a free loopback port, killed on drop. Its
 /// stdout (one "Received MCP POST request" line per POST it gets) is collected.
 struct Everything {
-    child: Child,
-    stdout: Arc<Mutex<Vec<String>>>,
+    server: ServerProcess,
     port: u16,
 }
 
 impl Everything {
     fn start() -> Result<Self> {
         let port = free_port()?;
-        let mut child = Command::new("node")
+        let mut command = Command::new("node");
+        command
             .arg(everything_js())
             .arg("streamableHttp")
-            .env("PORT", port.to_string())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .context("cannot start server-everything")?;
-        let stdout = lines(child.stdout.take());
-        let stderr = lines(child.stderr.take());
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let ready = stderr
-                .lock()
-                .map(|l| l.iter().any(|l| l.contains("listening on port")))
-                .unwrap_or(false);
-            if ready {
-                break;
-            }
-            if let Some(status) = child.try_wait()? {
-                bail!(
-                    "server-everything exited with {status}: {:?}",
-                    stderr.lock().map(|l| l.clone())
-                );
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                bail!("server-everything did not listen within 20 s");
-            }
-            thread::sleep(Duration::from_millis(50));
-        }
-        Ok(Self {
-            child,
-            stdout,
-            port,
-        })
+            .env("PORT", port.to_string());
+        let server = ServerProcess::spawn(
+            command,
+            "server-everything",
+            "listening on port",
+            Duration::from_secs(20),
+        )?;
+        Ok(Self { server, port })
     }
 
     fn url(&self) -> String {
@@ -95,37 +67,12 @@ impl Everything {
 
     /// How many POST requests reached the server so far.
     fn posts(&self) -> usize {
-        self.stdout
-            .lock()
-            .map(|l| {
-                l.iter()
-                    .filter(|l| l.contains("Received MCP POST request"))
-                    .count()
-            })
-            .unwrap_or(0)
+        self.server
+            .stdout()
+            .iter()
+            .filter(|l| l.contains("Received MCP POST request"))
+            .count()
     }
-}
-
-impl Drop for Everything {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn lines<R: std::io::Read + Send + 'static>(pipe: Option<R>) -> Arc<Mutex<Vec<String>>> {
-    let sink = Arc::new(Mutex::new(Vec::new()));
-    if let Some(pipe) = pipe {
-        let sink = Arc::clone(&sink);
-        thread::spawn(move || {
-            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                if let Ok(mut lines) = sink.lock() {
-                    lines.push(line);
-                }
-            }
-        });
-    }
-    sink
 }
 
 /// Runs `node session.mjs ARGS` (the SDK client) and returns what the session saw.
