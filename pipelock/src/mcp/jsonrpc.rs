@@ -1,13 +1,10 @@
-//! JSON-RPC payloads as the MCP front doors see them: one message or a batch, each message
-//! handed to the [`McpInspector`], and the one place that builds Pipelock's own JSON-RPC
-//! errors. Shared by the HTTP transport and the stdio wrapper, so both judge a payload the
-//! same way.
+//! The JSON-RPC 2.0 model of MCP, shared by the front doors (the Streamable HTTP reverse proxy,
+//! the stdio wrapper) and the scanner: payloads (one message or a batch), the four kinds of
+//! message, ids, the error codes Pipelock answers with, and the builders of its responses.
+//! Classifying bytes or a `serde_json::Value` never panics; anything that is not a well-formed
+//! message is a [`ParseError`] the caller decides about (`mcp_input_scanning.on_parse_error`).
 
-use std::collections::HashMap;
-
-use serde_json::{json, Value};
-
-use super::inspect::{Decision, Direction, McpInspector};
+use serde_json::{json, Map, Value};
 
 /// Largest JSON-RPC payload accepted in either direction (the reference's `MaxLineSize`).
 pub const MAX_MESSAGE_BYTES: usize = 10 * 1024 * 1024;
@@ -16,8 +13,13 @@ pub const MAX_MESSAGE_BYTES: usize = 10 * 1024 * 1024;
 pub mod code {
     /// The payload is not JSON (JSON-RPC's parse error).
     pub const PARSE_ERROR: i64 = -32700;
-    /// The request is not acceptable as sent (here: larger than [`super::MAX_MESSAGE_BYTES`]).
+    /// JSON that is not an acceptable request (malformed, or larger than
+    /// [`super::MAX_MESSAGE_BYTES`]).
     pub const INVALID_REQUEST: i64 = -32600;
+    /// A server message (tool result, tool list, server request) blocked by scanning.
+    pub const RESPONSE_BLOCKED: i64 = -32000;
+    /// A client message (tool call arguments, policy, binding, chain) blocked by scanning.
+    pub const REQUEST_BLOCKED: i64 = -32001;
     /// The upstream MCP server could not be reached or answered badly (as the reference).
     pub const UPSTREAM_ERROR: i64 = -32003;
     /// The kill switch is active.
@@ -26,23 +28,142 @@ pub mod code {
     pub const UNAUTHORIZED: i64 = -32005;
 }
 
-/// A JSON-RPC error response from Pipelock itself: `data` carries `"pipelock": true`, a
-/// machine-readable `error` and the human `message`, so a client can tell it from the
-/// server's errors.
-#[must_use]
-pub fn error(id: Value, code: i64, error: &str, message: &str) -> Value {
-    json!({
-        "jsonrpc": "2.0",
-        "id": id,
-        "error": {
-            "code": code,
-            "message": message,
-            "data": { "pipelock": true, "error": error },
-        },
-    })
+/// Why bytes or a value are not a JSON-RPC message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    #[error("not JSON: {0}")]
+    NotJson(String),
+    #[error("not a JSON-RPC message: {0}")]
+    Invalid(String),
 }
 
-/// One JSON-RPC message or a batch of them.
+impl ParseError {
+    /// The JSON-RPC error code: -32700 for bytes that are not JSON, -32600 for JSON that is
+    /// not a valid request.
+    #[must_use]
+    pub fn code(&self) -> i64 {
+        match self {
+            Self::NotJson(_) => code::PARSE_ERROR,
+            Self::Invalid(_) => code::INVALID_REQUEST,
+        }
+    }
+}
+
+/// One JSON-RPC message, borrowed from the value it was read from.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Message<'a> {
+    /// A call that expects an answer.
+    Request {
+        id: &'a Value,
+        method: &'a str,
+        params: Option<&'a Value>,
+    },
+    /// A call without an id: nobody answers it.
+    Notification {
+        method: &'a str,
+        params: Option<&'a Value>,
+    },
+    /// A successful answer.
+    Result { id: &'a Value, result: &'a Value },
+    /// A failed answer.
+    Error { id: &'a Value, error: &'a Value },
+}
+
+impl<'a> Message<'a> {
+    /// Classifies one message (not a batch).
+    ///
+    /// # Errors
+    /// A value that is not an object, lacks `"jsonrpc": "2.0"`, or has neither a string
+    /// `method` nor exactly one of `result` and `error` with an id.
+    pub fn classify(value: &'a Value) -> Result<Self, ParseError> {
+        let Some(object) = value.as_object() else {
+            return Err(ParseError::Invalid(
+                "a message must be a JSON object".into(),
+            ));
+        };
+        if object.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
+            return Err(ParseError::Invalid(r#"missing "jsonrpc": "2.0""#.into()));
+        }
+        if let Some(method) = object.get("method") {
+            let Some(method) = method.as_str() else {
+                return Err(ParseError::Invalid("method must be a string".into()));
+            };
+            let params = object.get("params");
+            return Ok(match object.get("id") {
+                Some(id) => {
+                    valid_id(id)?;
+                    Self::Request { id, method, params }
+                }
+                None => Self::Notification { method, params },
+            });
+        }
+        let id = object
+            .get("id")
+            .ok_or_else(|| ParseError::Invalid("a response needs an id".into()))?;
+        valid_id(id)?;
+        match (object.get("result"), object.get("error")) {
+            (Some(result), None) => Ok(Self::Result { id, result }),
+            (None, Some(error)) => Ok(Self::Error { id, error }),
+            (Some(_), Some(_)) => Err(ParseError::Invalid(
+                "a response has either result or error, not both".into(),
+            )),
+            (None, None) => Err(ParseError::Invalid(
+                "neither a request (method) nor a response (result or error)".into(),
+            )),
+        }
+    }
+
+    /// The method of a request or notification.
+    #[must_use]
+    pub fn method(&self) -> Option<&'a str> {
+        match self {
+            Self::Request { method, .. } | Self::Notification { method, .. } => Some(method),
+            Self::Result { .. } | Self::Error { .. } => None,
+        }
+    }
+
+    /// The id of a request or response.
+    #[must_use]
+    pub fn id(&self) -> Option<&'a Value> {
+        match self {
+            Self::Request { id, .. } | Self::Result { id, .. } | Self::Error { id, .. } => Some(id),
+            Self::Notification { .. } => None,
+        }
+    }
+}
+
+fn valid_id(id: &Value) -> Result<(), ParseError> {
+    match id {
+        Value::String(_) | Value::Number(_) | Value::Null => Ok(()),
+        _ => Err(ParseError::Invalid(
+            "id must be a string, a number or null".into(),
+        )),
+    }
+}
+
+/// The messages of a value: one, or the elements of a batch.
+///
+/// # Errors
+/// An empty batch (JSON-RPC forbids it).
+pub fn elements(value: &Value) -> Result<Vec<&Value>, ParseError> {
+    match value {
+        Value::Array(items) if items.is_empty() => {
+            Err(ParseError::Invalid("an empty batch".into()))
+        }
+        Value::Array(items) => Ok(items.iter().collect()),
+        other => Ok(vec![other]),
+    }
+}
+
+/// Parses raw bytes into a JSON value.
+///
+/// # Errors
+/// Bytes that are not one JSON value.
+pub fn parse_bytes(raw: &[u8]) -> Result<Value, ParseError> {
+    serde_json::from_slice(raw).map_err(|e| ParseError::NotJson(e.to_string()))
+}
+
+/// One JSON-RPC payload as it travels: a message or a batch of them.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Payload {
     Single(Value),
@@ -50,19 +171,23 @@ pub enum Payload {
 }
 
 impl Payload {
-    /// Parses a payload: a JSON object, or a non-empty JSON array of objects.
+    /// Parses a payload: a JSON object, or a non-empty JSON array of objects. The messages
+    /// themselves are not classified (see [`Message::classify`]).
     ///
     /// # Errors
-    /// Why it is not a JSON-RPC payload.
-    pub fn parse(raw: &[u8]) -> Result<Self, String> {
-        let value: Value =
-            serde_json::from_slice(raw).map_err(|e| format!("not valid JSON: {e}"))?;
-        match value {
-            Value::Object(_) => Ok(Payload::Single(value)),
-            Value::Array(items) if items.is_empty() => Err("an empty batch".to_string()),
+    /// Bytes that are not JSON, or JSON that is neither an object nor a non-empty array of
+    /// objects.
+    pub fn parse(raw: &[u8]) -> Result<Self, ParseError> {
+        match parse_bytes(raw)? {
+            value @ Value::Object(_) => Ok(Payload::Single(value)),
+            Value::Array(items) if items.is_empty() => {
+                Err(ParseError::Invalid("an empty batch".into()))
+            }
             Value::Array(items) if items.iter().all(Value::is_object) => Ok(Payload::Batch(items)),
-            Value::Array(_) => Err("a batch element is not a JSON object".to_string()),
-            _ => Err("not a JSON object or array".to_string()),
+            Value::Array(_) => Err(ParseError::Invalid(
+                "a batch element is not a JSON object".into(),
+            )),
+            _ => Err(ParseError::Invalid("not a JSON object or array".into())),
         }
     }
 
@@ -82,6 +207,17 @@ impl Payload {
     }
 }
 
+/// Checks that `raw` is a JSON-RPC payload whose every message is well formed.
+///
+/// # Errors
+/// The first reason it is not.
+pub fn validate(raw: &[u8]) -> Result<(), ParseError> {
+    Payload::parse(raw)?
+        .messages()
+        .iter()
+        .try_for_each(|v| Message::classify(v).map(|_| ()))
+}
+
 /// The `id` of a request or response as a map key (`None` for notifications and `null` ids).
 #[must_use]
 pub fn id_key(msg: &Value) -> Option<String> {
@@ -96,237 +232,93 @@ pub fn is_request(msg: &Value) -> bool {
     msg.get("method").is_some_and(Value::is_string) && id_key(msg).is_some()
 }
 
-/// Counts one decision (`direction`, `verdict`); the front doors pass their metrics here.
-pub type Record<'a> = &'a dyn Fn(Direction, &'static str);
-
-fn verdict(decision: &Decision) -> &'static str {
-    match decision {
-        Decision::Forward => "forward",
-        Decision::Replace(_) => "replace",
-    }
-}
-
-/// A client payload after inspection.
-#[derive(Debug, Default)]
-pub struct ClientJudgement {
-    /// What to send upstream (`None`: nothing; every message was replaced or dropped). The
-    /// original bytes when no message was replaced.
-    pub forward: Option<Vec<u8>>,
-    /// Answers the client gets from Pipelock (replaced requests, or a replaced unparsable
-    /// payload), in order.
-    pub answers: Vec<Value>,
-    /// The forwarded requests by [`id_key`], to pair the server's responses with them.
-    pub requests: HashMap<String, Value>,
-    /// The ids of the forwarded requests, in order (for errors when the upstream fails).
-    pub request_ids: Vec<Value>,
-    /// Whether the client sent a batch (answers then go back as an array).
-    pub batch: bool,
-}
-
-/// Passes every message of a client payload `raw` to `inspector`.
+/// A JSON-RPC error response from Pipelock's front doors (not from scanning): `data` carries
+/// `"pipelock": true`, a machine-readable `error` and nothing else, so a client can tell it
+/// from the server's errors.
 #[must_use]
-pub fn judge_client(
-    inspector: &dyn McpInspector,
-    session: &str,
-    raw: &[u8],
-    record: Record<'_>,
-) -> ClientJudgement {
-    let payload = match Payload::parse(raw) {
-        Ok(payload) => payload,
-        Err(error) => {
-            let decision = inspector.unparsable(session, Direction::Client, raw, &error);
-            record(Direction::Client, verdict(&decision));
-            return match decision {
-                Decision::Forward => ClientJudgement {
-                    forward: Some(raw.to_vec()),
-                    ..ClientJudgement::default()
-                },
-                Decision::Replace(answer) => ClientJudgement {
-                    answers: vec![answer],
-                    ..ClientJudgement::default()
-                },
-            };
-        }
-    };
-    let mut judged = ClientJudgement {
-        batch: payload.is_batch(),
-        ..ClientJudgement::default()
-    };
-    let mut kept = Vec::new();
-    let mut replaced_any = false;
-    for msg in payload.messages() {
-        let decision = inspector.client_message(session, msg);
-        record(Direction::Client, verdict(&decision));
-        match decision {
-            Decision::Forward => {
-                if is_request(msg) {
-                    if let Some(key) = id_key(msg) {
-                        judged.requests.insert(key, msg.clone());
-                    }
-                    judged
-                        .request_ids
-                        .push(msg.get("id").cloned().unwrap_or(Value::Null));
-                }
-                kept.push(msg);
-            }
-            Decision::Replace(answer) => {
-                replaced_any = true;
-                if is_request(msg) {
-                    judged.answers.push(answer);
-                }
-            }
-        }
-    }
-    judged.forward = if !replaced_any {
-        Some(raw.to_vec())
-    } else if kept.is_empty() {
-        None
-    } else if judged.batch {
-        Some(
-            Value::Array(kept.into_iter().cloned().collect())
-                .to_string()
-                .into_bytes(),
-        )
-    } else {
-        kept.first().map(|msg| msg.to_string().into_bytes())
-    };
-    judged
+pub fn error(id: Value, code: i64, error: &str, message: &str) -> Value {
+    json!({
+        "jsonrpc": "2.0",
+        "id": id,
+        "error": {
+            "code": code,
+            "message": message,
+            "data": { "pipelock": true, "error": error },
+        },
+    })
 }
 
-/// A server payload after inspection.
-#[derive(Debug, PartialEq)]
-pub enum ServerJudgement {
-    /// Relay the original bytes.
-    Unchanged,
-    /// Relay this instead (a single message, or an array for a batch).
-    Replaced(Value),
-}
-
-/// Passes every message of a server payload `raw` to `inspector`; `requests` are the client's
-/// requests it may answer.
+/// A JSON-RPC error response.
 #[must_use]
-pub fn judge_server(
-    inspector: &dyn McpInspector,
-    session: &str,
-    requests: &HashMap<String, Value>,
-    raw: &[u8],
-    record: Record<'_>,
-) -> ServerJudgement {
-    let payload = match Payload::parse(raw) {
-        Ok(payload) => payload,
-        Err(error) => {
-            let decision = inspector.unparsable(session, Direction::Server, raw, &error);
-            record(Direction::Server, verdict(&decision));
-            return match decision {
-                Decision::Forward => ServerJudgement::Unchanged,
-                Decision::Replace(value) => ServerJudgement::Replaced(value),
-            };
-        }
-    };
-    let mut out = Vec::with_capacity(payload.messages().len());
-    let mut replaced_any = false;
-    for msg in payload.messages() {
-        let answers = if msg.get("method").is_none() {
-            id_key(msg).and_then(|key| requests.get(&key))
-        } else {
-            None
-        };
-        let decision = inspector.server_message(session, answers, msg);
-        record(Direction::Server, verdict(&decision));
-        match decision {
-            Decision::Forward => out.push(msg.clone()),
-            Decision::Replace(value) => {
-                replaced_any = true;
-                out.push(value);
-            }
-        }
-    }
-    if !replaced_any {
-        return ServerJudgement::Unchanged;
-    }
-    match payload {
-        Payload::Batch(_) => ServerJudgement::Replaced(Value::Array(out)),
-        Payload::Single(_) => {
-            ServerJudgement::Replaced(out.into_iter().next().unwrap_or(Value::Null))
-        }
-    }
+pub fn error_response(id: &Value, code: i64, message: &str, data: Value) -> Value {
+    let mut error = Map::new();
+    error.insert("code".into(), Value::from(code));
+    error.insert("message".into(), Value::from(message));
+    error.insert("data".into(), data);
+    json!({"jsonrpc": "2.0", "id": id, "error": Value::Object(error)})
+}
+
+/// A JSON-RPC success response.
+#[must_use]
+pub fn result_response(id: &Value, result: Value) -> Value {
+    json!({"jsonrpc": "2.0", "id": id, "result": result})
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mcp::PassThrough;
-
-    /// Replaces `tools/call` requests with an error and server messages carrying "secret".
-    struct Blocker;
-
-    impl McpInspector for Blocker {
-        fn client_message(&self, _: &str, msg: &Value) -> Decision {
-            if msg["method"] == "tools/call" {
-                Decision::Replace(error(msg["id"].clone(), -32001, "blocked", "no"))
-            } else {
-                Decision::Forward
-            }
-        }
-        fn server_message(&self, _: &str, answers: Option<&Value>, msg: &Value) -> Decision {
-            if msg.to_string().contains("secret") {
-                let method = answers.map_or(Value::Null, |r| r["method"].clone());
-                Decision::Replace(json!({"jsonrpc":"2.0","id":msg["id"],"result":{"was":method}}))
-            } else {
-                Decision::Forward
-            }
-        }
-        fn unparsable(&self, _: &str, _: Direction, _: &[u8], e: &str) -> Decision {
-            Decision::Replace(error(Value::Null, code::PARSE_ERROR, "parse_error", e))
-        }
-    }
-
-    fn none(_: Direction, _: &'static str) {}
 
     #[test]
-    fn pass_through_forwards_bytes_unchanged() {
-        let raw = br#"{"id":1,"jsonrpc":"2.0","method":"tools/list"}"#;
-        let judged = judge_client(&PassThrough, "", raw, &none);
-        assert_eq!(judged.forward.as_deref(), Some(&raw[..]));
-        assert!(judged.answers.is_empty());
-        assert!(judged.requests.contains_key("1"));
-        let judged = judge_client(&PassThrough, "", b"{not json", &none);
-        assert_eq!(judged.forward.as_deref(), Some(&b"{not json"[..]));
+    fn every_kind_of_message() {
+        let request = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"});
+        assert!(matches!(
+            Message::classify(&request),
+            Ok(Message::Request {
+                method: "tools/list",
+                ..
+            })
+        ));
+        let note = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+        assert!(matches!(
+            Message::classify(&note),
+            Ok(Message::Notification { .. })
+        ));
+        let result = json!({"jsonrpc": "2.0", "id": "a", "result": {}});
+        assert!(matches!(
+            Message::classify(&result),
+            Ok(Message::Result { .. })
+        ));
+        let error = json!({"jsonrpc": "2.0", "id": null, "error": {"code": 1}});
+        assert!(matches!(
+            Message::classify(&error),
+            Ok(Message::Error { .. })
+        ));
+        assert_eq!(elements(&json!([request, note])).map(|v| v.len()), Ok(2));
     }
 
     #[test]
-    fn a_replaced_request_in_a_batch_is_answered_and_the_rest_forwarded() {
-        let raw = br#"[{"jsonrpc":"2.0","id":1,"method":"tools/call"},{"jsonrpc":"2.0","id":"b","method":"tools/list"},{"jsonrpc":"2.0","method":"notifications/x"}]"#;
-        let judged = judge_client(&Blocker, "s", raw, &none);
-        assert!(judged.batch);
-        assert_eq!(judged.answers.len(), 1);
-        assert_eq!(judged.answers[0]["id"], 1);
-        let forwarded: Value =
-            serde_json::from_slice(&judged.forward.expect("forwarded")).expect("json");
-        assert_eq!(forwarded.as_array().map(Vec::len), Some(2));
-        assert_eq!(judged.request_ids, vec![json!("b")]);
-    }
-
-    #[test]
-    fn unparsable_and_server_replacements() {
-        let judged = judge_client(&Blocker, "s", b"nope", &none);
-        assert!(judged.forward.is_none());
-        assert_eq!(judged.answers[0]["error"]["code"], code::PARSE_ERROR);
-        let mut requests = HashMap::new();
-        requests.insert("7".to_string(), json!({"id":7,"method":"tools/call"}));
-        let raw = br#"{"jsonrpc":"2.0","id":7,"result":{"text":"secret"}}"#;
+    fn malformed_messages_are_errors_not_panics() {
+        for bad in [
+            json!(1),
+            json!("x"),
+            json!({}),
+            json!({"jsonrpc": "1.0", "method": "x"}),
+            json!({"jsonrpc": "2.0", "method": 5}),
+            json!({"jsonrpc": "2.0", "id": {}, "method": "x"}),
+            json!({"jsonrpc": "2.0", "id": 1}),
+            json!({"jsonrpc": "2.0", "id": 1, "result": 1, "error": {}}),
+        ] {
+            assert!(Message::classify(&bad).is_err(), "{bad}");
+        }
+        assert!(elements(&json!([])).is_err());
+        assert_eq!(parse_bytes(b"{").map_err(|e| e.code()), Err(-32700));
+        assert!(parse_bytes(&[0xff, 0x00]).is_err());
         assert_eq!(
-            judge_server(&Blocker, "s", &requests, raw, &none),
-            ServerJudgement::Replaced(
-                json!({"jsonrpc":"2.0","id":7,"result":{"was":"tools/call"}})
-            )
+            Payload::parse(b"[]"),
+            Err(ParseError::Invalid("an empty batch".into()))
         );
-        let clean = br#"{"jsonrpc":"2.0","id":7,"result":{}}"#;
-        assert_eq!(
-            judge_server(&Blocker, "s", &requests, clean, &none),
-            ServerJudgement::Unchanged
-        );
-        assert_eq!(Payload::parse(b"[]"), Err("an empty batch".to_string()));
         assert!(Payload::parse(b"[1]").is_err());
+        assert!(Payload::parse(b"2").is_err());
+        assert_eq!(Payload::parse(b"[{}]").map(|p| p.is_batch()), Ok(true));
     }
 }

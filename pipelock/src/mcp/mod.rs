@@ -6,12 +6,15 @@
 //!   hook, [`McpInspector`]: it answers a [`Decision`], forward the message untouched or send
 //!   the replacement instead. [`build_inspector`] is the single place that chooses the
 //!   inspector for a config.
+//! - [`jsonrpc`]: the one JSON-RPC model (payloads, messages, error codes, responses) both
+//!   the front doors and the scanner use; [`judge`] carries a payload through the inspector.
 //! - [`scan`]: the pure, synchronous inspection of JSON-RPC messages in both directions
 //!   (per-session state included); [`redirect`] runs the handler programs that answer
 //!   redirected tool calls (the only I/O of scanning).
 
 pub mod inspect;
 pub mod jsonrpc;
+pub mod judge;
 pub mod redirect;
 pub mod scan;
 pub mod scanning;

@@ -13,8 +13,9 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::Command;
 
-use super::scan::inspection::{block_error, error_reply, CODE_REQUEST_BLOCKED};
-use super::scan::jsonrpc::result_response;
+use super::jsonrpc::code::REQUEST_BLOCKED;
+use super::jsonrpc::result_response;
+use super::scan::inspection::{block_error, error_reply};
 use super::scan::{McpScanner, Redirected};
 use crate::config::RedirectProfile;
 use crate::scan::{Finding, ScannerKind};
@@ -139,14 +140,14 @@ pub async fn answer(scanner: &McpScanner, redirected: &Redirected, timeout: Dura
                 format!("Redirect handler failed: {error}"),
                 ScannerKind::ToolPolicy,
             );
-            return error_reply(&id, &block_error(CODE_REQUEST_BLOCKED, &finding, "request"));
+            return error_reply(&id, &block_error(REQUEST_BLOCKED, &finding, "request"));
         }
     };
     let judgement = scanner.judge_redirect_output(&output);
     if let Some(finding) = &judgement.block {
         return error_reply(
             &id,
-            &block_error(CODE_REQUEST_BLOCKED, finding, "redirect output"),
+            &block_error(REQUEST_BLOCKED, finding, "redirect output"),
         );
     }
     result_response(

@@ -22,7 +22,8 @@ use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::mpsc;
 
 use super::inspect::{Direction, McpInspector};
-use super::jsonrpc::{self, code, judge_client, judge_server, ServerJudgement, MAX_MESSAGE_BYTES};
+use super::jsonrpc::{self, code, MAX_MESSAGE_BYTES};
+use super::judge::{judge_client, judge_server, ServerJudgement};
 use crate::killswitch::KillSwitch;
 use crate::telemetry::Metrics;
 

@@ -5,12 +5,13 @@ use std::time::Instant;
 
 use serde_json::Value;
 
-use super::inspection::{self, Inspection, Peer, Redirected, Reply, CODE_REQUEST_BLOCKED};
-use super::jsonrpc::{self, Message};
+use super::inspection::{self, Inspection, Peer, Redirected, Reply};
 use super::session::Session;
 use super::strings::leaves;
 use super::McpScanner;
 use crate::config::Severity;
+use crate::mcp::jsonrpc::code::REQUEST_BLOCKED;
+use crate::mcp::jsonrpc::{self, Message};
 use crate::policy::Judgement;
 use crate::scan::{Finding, ScannerKind};
 
@@ -60,7 +61,7 @@ impl McpScanner {
             self.client_one(session, value, parsed)
                 .merge_into(&mut judgement);
         }
-        Inspection::from_judgement(judgement, CODE_REQUEST_BLOCKED, "request", |error| {
+        Inspection::from_judgement(judgement, REQUEST_BLOCKED, "request", |error| {
             (!ids.is_empty()).then(|| Reply {
                 to: Peer::Client,
                 message: Value::Array(
@@ -133,7 +134,7 @@ impl McpScanner {
                 ));
             }
         }
-        Inspection::from_judgement(judgement, CODE_REQUEST_BLOCKED, "request", |error| {
+        Inspection::from_judgement(judgement, REQUEST_BLOCKED, "request", |error| {
             id.map(|id| Reply {
                 to: Peer::Client,
                 message: inspection::error_reply(id, error),

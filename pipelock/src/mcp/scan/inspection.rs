@@ -4,14 +4,9 @@
 
 use serde_json::{json, Value};
 
-use super::jsonrpc::error_response;
+use crate::mcp::jsonrpc::error_response;
 use crate::policy::{Judgement, Verdict};
 use crate::scan::Finding;
-
-/// JSON-RPC error code for a blocked client message (input, policy, binding, chain).
-pub const CODE_REQUEST_BLOCKED: i64 = -32001;
-/// JSON-RPC error code for a blocked server message (injection, poisoning, drift).
-pub const CODE_RESPONSE_BLOCKED: i64 = -32000;
 
 /// A side of the MCP connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

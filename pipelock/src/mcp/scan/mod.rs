@@ -26,7 +26,6 @@ pub mod chains;
 mod client;
 pub mod drift;
 pub mod inspection;
-pub mod jsonrpc;
 pub mod poison;
 mod server;
 pub mod session;
@@ -39,10 +38,10 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 
 pub use inspection::{Blocked, Inspection, Peer, Redirected, Reply, RpcError};
-pub use jsonrpc::{Message, ParseError};
 pub use session::Session;
 
 use crate::config::{BlockOrWarn, Config, Mode, OnParseError, RedirectProfile, ResponseAction};
+use crate::mcp::jsonrpc::{self, ParseError};
 use crate::policy::{Enforcement, Judgement};
 use crate::scan::injection::{InjectionBuildError, InjectionScanner};
 use crate::scan::{Finding, Scanner, ScannerKind};
@@ -172,16 +171,8 @@ impl McpScanner {
     /// (block answers the client with a -32700 error; warn forwards them).
     #[must_use]
     pub fn parse_error(&self, raw: &[u8]) -> Inspection {
-        let error = match jsonrpc::parse_bytes(raw) {
-            Ok(value) => match jsonrpc::elements(&value).and_then(|items| {
-                items
-                    .into_iter()
-                    .try_for_each(|v| Message::classify(v).map(|_| ()))
-            }) {
-                Ok(()) => return Inspection::Allow,
-                Err(error) => error,
-            },
-            Err(error) => error,
+        let Err(error) = jsonrpc::validate(raw) else {
+            return Inspection::Allow;
         };
         self.unparseable(Peer::Client, &error)
     }

@@ -5,12 +5,13 @@
 use serde_json::Value;
 
 use super::drift::diff_summary;
-use super::inspection::{self, Inspection, Peer, Reply, CODE_RESPONSE_BLOCKED};
-use super::jsonrpc::{self, Message};
+use super::inspection::{self, Inspection, Peer, Reply};
 use super::session::{Session, MAX_TOOLS};
 use super::strings::leaves;
 use super::McpScanner;
 use crate::config::Severity;
+use crate::mcp::jsonrpc::code::RESPONSE_BLOCKED;
+use crate::mcp::jsonrpc::{self, Message};
 use crate::policy::Judgement;
 use crate::scan::{Finding, ScannerKind};
 
@@ -60,7 +61,7 @@ impl McpScanner {
             }
             inspection.merge_into(&mut judgement);
         }
-        Inspection::from_judgement(judgement, CODE_RESPONSE_BLOCKED, "response", |_| {
+        Inspection::from_judgement(judgement, RESPONSE_BLOCKED, "response", |_| {
             Some(Reply {
                 to: Peer::Client,
                 message: Value::Array(replaced),
@@ -72,16 +73,8 @@ impl McpScanner {
     /// -32700 error), except in audit mode or with `enforce: false`.
     #[must_use]
     pub fn server_parse_error(&self, raw: &[u8]) -> Inspection {
-        let error = match jsonrpc::parse_bytes(raw) {
-            Ok(value) => match jsonrpc::elements(&value).and_then(|items| {
-                items
-                    .into_iter()
-                    .try_for_each(|v| Message::classify(v).map(|_| ()))
-            }) {
-                Ok(()) => return Inspection::Allow,
-                Err(error) => error,
-            },
-            Err(error) => error,
+        let Err(error) = jsonrpc::validate(raw) else {
+            return Inspection::Allow;
         };
         self.unparseable(Peer::Server, &error)
     }
@@ -133,7 +126,7 @@ impl McpScanner {
                 None
             }
         };
-        Inspection::from_judgement(judgement, CODE_RESPONSE_BLOCKED, "response", |error| {
+        Inspection::from_judgement(judgement, RESPONSE_BLOCKED, "response", |error| {
             reply.map(|(to, id)| Reply {
                 to,
                 message: inspection::error_reply(id, error),

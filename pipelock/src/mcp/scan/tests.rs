@@ -117,7 +117,7 @@ fn a_secret_in_arguments_blocks_and_the_error_never_holds_it() {
     assert_eq!(reply.message["id"], 5);
     assert_eq!(
         reply.message["error"]["code"],
-        inspection::CODE_REQUEST_BLOCKED
+        crate::mcp::jsonrpc::code::REQUEST_BLOCKED
     );
     assert_eq!(
         reply.message["error"]["data"]["rule"],
@@ -194,7 +194,10 @@ fn a_poisoned_tool_in_a_nested_schema_is_blocked_per_action() {
         panic!("not blocked")
     };
     assert_eq!(blocked.reply.as_ref().map(|r| r.to), Some(Peer::Client));
-    assert_eq!(blocked.error.code, inspection::CODE_RESPONSE_BLOCKED);
+    assert_eq!(
+        blocked.error.code,
+        crate::mcp::jsonrpc::code::RESPONSE_BLOCKED
+    );
     assert!(blocked.findings[0]
         .preview
         .contains("inputSchema.properties.opts.properties.note.description"));

@@ -36,9 +36,8 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde_json::Value;
 
 use crate::mcp::inspect::{Direction, McpInspector};
-use crate::mcp::jsonrpc::{
-    self, code, judge_client, judge_server, ServerJudgement, MAX_MESSAGE_BYTES,
-};
+use crate::mcp::jsonrpc::{self, code, MAX_MESSAGE_BYTES};
+use crate::mcp::judge::{judge_client, judge_server, ServerJudgement};
 use crate::proxy::forward::headers::copy_end_to_end;
 use crate::proxy::forward::pool::Returning;
 use crate::proxy::response::{self, Body};

@@ -21,7 +21,8 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 
 use crate::mcp::inspect::{Direction, McpInspector};
-use crate::mcp::jsonrpc::{judge_server, ServerJudgement, MAX_MESSAGE_BYTES};
+use crate::mcp::jsonrpc::MAX_MESSAGE_BYTES;
+use crate::mcp::judge::{judge_server, ServerJudgement};
 use crate::proxy::forward::pool::Returning;
 use crate::proxy::ServerState;
 
