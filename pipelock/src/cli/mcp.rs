@@ -48,9 +48,9 @@ fn proxy(args: &ProxyArgs) -> anyhow::Result<u8> {
     runtime.block_on(async {
         let kill_switch = Arc::new(crate::killswitch::KillSwitch::new(&config.kill_switch));
         let scanner = crate::scan::Scanner::new(&config).context("cannot build the scanners")?;
-        let inspector =
-            crate::mcp::build_inspector(&config, scanner).context("cannot set up MCP scanning")?;
         let metrics = Metrics::new(&config.mode.to_string());
+        let inspector = crate::mcp::build_inspector(&config, scanner, metrics.clone())
+            .context("cannot set up MCP scanning")?;
         crate::mcp::stdio::run(&args.command, inspector, kill_switch, metrics)
             .await
             .context("pipelock mcp proxy")

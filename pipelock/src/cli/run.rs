@@ -186,7 +186,7 @@ async fn serve_config(config: Config, source: String) -> anyhow::Result<()> {
         let proxy = crate::mcp::transport::McpProxy::new(
             &section.upstream,
             crate::mcp::transport::McpProxy::token_from_env_or(&section.auth_token),
-            crate::mcp::build_inspector(&config, Arc::clone(&state.scanner))
+            crate::mcp::build_inspector(&config, Arc::clone(&state.scanner), state.metrics.clone())
                 .context("cannot set up MCP scanning")?,
         )
         .context("cannot set up the MCP reverse proxy (mcp_reverse_proxy.upstream)")?;

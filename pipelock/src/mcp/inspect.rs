@@ -11,6 +11,11 @@
 //!   has no answer to them); the replacement value is ignored;
 //! - a **server message** (response, request or notification, in a JSON body or an SSE event)
 //!   is delivered to the client as the replacement instead;
+//! - [`Decision::AnswerServer`] is for a **server request** (such as `sampling/createMessage`)
+//!   withheld from the client: the client gets nothing (an SSE event keeps its `id:` line, so
+//!   resumption still works), and the value, a JSON-RPC response to the request, goes to the
+//!   server in the client's name (a POST on the client's session, or a line on the stdio
+//!   server's stdin), so the server does not wait for an answer that never comes;
 //! - an **unparsable payload** ([`McpInspector::unparsable`]): from the client, the replacement
 //!   is the answer and nothing is forwarded; from the server, the client gets the replacement.
 
@@ -23,6 +28,9 @@ pub enum Decision {
     Forward,
     /// Do not relay it; send this JSON value in its place (see the module documentation).
     Replace(Value),
+    /// Do not relay this server request to the client; answer the server with this JSON-RPC
+    /// response instead. From the client (where it has no meaning) it drops the message.
+    AnswerServer(Value),
 }
 
 /// Which way a message travels.

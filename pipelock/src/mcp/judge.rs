@@ -12,16 +12,6 @@ use serde_json::Value;
 use super::inspect::{Decision, Direction, McpInspector};
 use super::jsonrpc::{id_key, is_request, Payload};
 
-/// Counts one decision (`direction`, `verdict`); the front doors pass their metrics here.
-pub type Record<'a> = &'a dyn Fn(Direction, &'static str);
-
-fn verdict(decision: &Decision) -> &'static str {
-    match decision {
-        Decision::Forward => "forward",
-        Decision::Replace(_) => "replace",
-    }
-}
-
 /// A client payload after inspection.
 #[derive(Debug, Default)]
 pub struct ClientJudgement {
@@ -41,19 +31,11 @@ pub struct ClientJudgement {
 
 /// Passes every message of a client payload `raw` to `inspector`.
 #[must_use]
-pub fn judge_client(
-    inspector: &dyn McpInspector,
-    session: &str,
-    raw: &[u8],
-    record: Record<'_>,
-) -> ClientJudgement {
+pub fn judge_client(inspector: &dyn McpInspector, session: &str, raw: &[u8]) -> ClientJudgement {
     let payload = match Payload::parse(raw) {
         Ok(payload) => payload,
         Err(error) => {
-            let decision =
-                inspector.unparsable(session, Direction::Client, raw, &error.to_string());
-            record(Direction::Client, verdict(&decision));
-            return match decision {
+            return match inspector.unparsable(session, Direction::Client, raw, &error.to_string()) {
                 Decision::Forward => ClientJudgement {
                     forward: Some(raw.to_vec()),
                     ..ClientJudgement::default()
@@ -62,6 +44,7 @@ pub fn judge_client(
                     answers: vec![answer],
                     ..ClientJudgement::default()
                 },
+                Decision::AnswerServer(_) => ClientJudgement::default(),
             };
         }
     };
@@ -72,9 +55,7 @@ pub fn judge_client(
     let mut kept = Vec::new();
     let mut replaced_any = false;
     for msg in payload.messages() {
-        let decision = inspector.client_message(session, msg);
-        record(Direction::Client, verdict(&decision));
-        match decision {
+        match inspector.client_message(session, msg) {
             Decision::Forward => {
                 if is_request(msg) {
                     if let Some(key) = id_key(msg) {
@@ -92,6 +73,7 @@ pub fn judge_client(
                     judged.answers.push(answer);
                 }
             }
+            Decision::AnswerServer(_) => replaced_any = true,
         }
     }
     judged.forward = if !replaced_any {
@@ -110,13 +92,34 @@ pub fn judge_client(
     judged
 }
 
+/// What the client gets of a server payload.
+#[derive(Debug, PartialEq)]
+pub enum ToClient {
+    /// The original bytes.
+    Unchanged,
+    /// This instead (a single message, or an array for a batch).
+    Replaced(Value),
+    /// Nothing: every message was withheld.
+    Nothing,
+}
+
 /// A server payload after inspection.
 #[derive(Debug, PartialEq)]
-pub enum ServerJudgement {
-    /// Relay the original bytes.
-    Unchanged,
-    /// Relay this instead (a single message, or an array for a batch).
-    Replaced(Value),
+pub struct ServerJudgement {
+    pub to_client: ToClient,
+    /// Answers to send to the server in the client's name ([`Decision::AnswerServer`]).
+    pub to_server: Vec<Value>,
+}
+
+impl ServerJudgement {
+    /// The payload relayed as it came.
+    #[must_use]
+    pub fn unchanged() -> Self {
+        Self {
+            to_client: ToClient::Unchanged,
+            to_server: Vec::new(),
+        }
+    }
 }
 
 /// Passes every message of a server payload `raw` to `inspector`; `requests` are the client's
@@ -127,46 +130,55 @@ pub fn judge_server(
     session: &str,
     requests: &HashMap<String, Value>,
     raw: &[u8],
-    record: Record<'_>,
 ) -> ServerJudgement {
     let payload = match Payload::parse(raw) {
         Ok(payload) => payload,
         Err(error) => {
-            let decision =
-                inspector.unparsable(session, Direction::Server, raw, &error.to_string());
-            record(Direction::Server, verdict(&decision));
-            return match decision {
-                Decision::Forward => ServerJudgement::Unchanged,
-                Decision::Replace(value) => ServerJudgement::Replaced(value),
+            let to_client =
+                match inspector.unparsable(session, Direction::Server, raw, &error.to_string()) {
+                    Decision::Forward => ToClient::Unchanged,
+                    Decision::Replace(value) => ToClient::Replaced(value),
+                    Decision::AnswerServer(_) => ToClient::Nothing,
+                };
+            return ServerJudgement {
+                to_client,
+                to_server: Vec::new(),
             };
         }
     };
     let mut out = Vec::with_capacity(payload.messages().len());
-    let mut replaced_any = false;
+    let mut to_server = Vec::new();
+    let mut changed = false;
     for msg in payload.messages() {
         let answers = if msg.get("method").is_none() {
             id_key(msg).and_then(|key| requests.get(&key))
         } else {
             None
         };
-        let decision = inspector.server_message(session, answers, msg);
-        record(Direction::Server, verdict(&decision));
-        match decision {
+        match inspector.server_message(session, answers, msg) {
             Decision::Forward => out.push(msg.clone()),
             Decision::Replace(value) => {
-                replaced_any = true;
+                changed = true;
                 out.push(value);
+            }
+            Decision::AnswerServer(answer) => {
+                changed = true;
+                to_server.push(answer);
             }
         }
     }
-    if !replaced_any {
-        return ServerJudgement::Unchanged;
-    }
-    match payload {
-        Payload::Batch(_) => ServerJudgement::Replaced(Value::Array(out)),
-        Payload::Single(_) => {
-            ServerJudgement::Replaced(out.into_iter().next().unwrap_or(Value::Null))
-        }
+    let to_client = if !changed {
+        ToClient::Unchanged
+    } else if out.is_empty() {
+        ToClient::Nothing
+    } else if payload.is_batch() {
+        ToClient::Replaced(Value::Array(out))
+    } else {
+        out.pop().map_or(ToClient::Nothing, ToClient::Replaced)
+    };
+    ServerJudgement {
+        to_client,
+        to_server,
     }
 }
 
@@ -189,6 +201,9 @@ mod tests {
             }
         }
         fn server_message(&self, _: &str, answers: Option<&Value>, msg: &Value) -> Decision {
+            if msg["method"] == "sampling/createMessage" {
+                return Decision::AnswerServer(error(msg["id"].clone(), -32000, "blocked", "no"));
+            }
             if msg.to_string().contains("secret") {
                 let method = answers.map_or(Value::Null, |r| r["method"].clone());
                 Decision::Replace(json!({"jsonrpc":"2.0","id":msg["id"],"result":{"was":method}}))
@@ -201,23 +216,21 @@ mod tests {
         }
     }
 
-    fn none(_: Direction, _: &'static str) {}
-
     #[test]
     fn pass_through_forwards_bytes_unchanged() {
         let raw = br#"{"id":1,"jsonrpc":"2.0","method":"tools/list"}"#;
-        let judged = judge_client(&PassThrough, "", raw, &none);
+        let judged = judge_client(&PassThrough, "", raw);
         assert_eq!(judged.forward.as_deref(), Some(&raw[..]));
         assert!(judged.answers.is_empty());
         assert!(judged.requests.contains_key("1"));
-        let judged = judge_client(&PassThrough, "", b"{not json", &none);
+        let judged = judge_client(&PassThrough, "", b"{not json");
         assert_eq!(judged.forward.as_deref(), Some(&b"{not json"[..]));
     }
 
     #[test]
     fn a_replaced_request_in_a_batch_is_answered_and_the_rest_forwarded() {
         let raw = br#"[{"jsonrpc":"2.0","id":1,"method":"tools/call"},{"jsonrpc":"2.0","id":"b","method":"tools/list"},{"jsonrpc":"2.0","method":"notifications/x"}]"#;
-        let judged = judge_client(&Blocker, "s", raw, &none);
+        let judged = judge_client(&Blocker, "s", raw);
         assert!(judged.batch);
         assert_eq!(judged.answers.len(), 1);
         assert_eq!(judged.answers[0]["id"], 1);
@@ -229,22 +242,42 @@ mod tests {
 
     #[test]
     fn unparsable_and_server_replacements() {
-        let judged = judge_client(&Blocker, "s", b"nope", &none);
+        let judged = judge_client(&Blocker, "s", b"nope");
         assert!(judged.forward.is_none());
         assert_eq!(judged.answers[0]["error"]["code"], code::PARSE_ERROR);
         let mut requests = HashMap::new();
         requests.insert("7".to_string(), json!({"id":7,"method":"tools/call"}));
         let raw = br#"{"jsonrpc":"2.0","id":7,"result":{"text":"secret"}}"#;
         assert_eq!(
-            judge_server(&Blocker, "s", &requests, raw, &none),
-            ServerJudgement::Replaced(
-                json!({"jsonrpc":"2.0","id":7,"result":{"was":"tools/call"}})
-            )
+            judge_server(&Blocker, "s", &requests, raw),
+            ServerJudgement {
+                to_client: ToClient::Replaced(
+                    json!({"jsonrpc":"2.0","id":7,"result":{"was":"tools/call"}})
+                ),
+                to_server: vec![],
+            }
         );
         let clean = br#"{"jsonrpc":"2.0","id":7,"result":{}}"#;
         assert_eq!(
-            judge_server(&Blocker, "s", &requests, clean, &none),
-            ServerJudgement::Unchanged
+            judge_server(&Blocker, "s", &requests, clean),
+            ServerJudgement::unchanged()
         );
+    }
+
+    #[test]
+    fn a_withheld_server_request_is_answered_to_the_server_and_hidden_from_the_client() {
+        let none = HashMap::new();
+        let request = br#"{"jsonrpc":"2.0","id":"s1","method":"sampling/createMessage"}"#;
+        let judged = judge_server(&Blocker, "s", &none, request);
+        assert_eq!(judged.to_client, ToClient::Nothing);
+        assert_eq!(judged.to_server.len(), 1);
+        assert_eq!(judged.to_server[0]["id"], "s1");
+        let batch = br#"[{"jsonrpc":"2.0","id":"s2","method":"sampling/createMessage"},{"jsonrpc":"2.0","method":"notifications/progress"}]"#;
+        let judged = judge_server(&Blocker, "s", &none, batch);
+        assert_eq!(
+            judged.to_client,
+            ToClient::Replaced(json!([{"jsonrpc":"2.0","method":"notifications/progress"}]))
+        );
+        assert_eq!(judged.to_server[0]["id"], "s2");
     }
 }

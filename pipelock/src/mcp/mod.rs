@@ -27,16 +27,19 @@ pub use inspect::{Decision, Direction, McpInspector, PassThrough};
 
 use crate::config::Config;
 use crate::scan::Scanner;
+use crate::telemetry::metrics::Metrics;
 
 /// The inspector every MCP front door uses for `config`: the MCP scanner, acting per the
-/// `mcp_*` and `tool_chain_detection` sections and the mode.
+/// `mcp_*` and `tool_chain_detection` sections and the mode, counting its verdicts in
+/// `metrics`.
 ///
 /// # Errors
 /// The MCP scanner cannot be built from `config` (an invalid pattern or profile).
 pub fn build_inspector(
     config: &Config,
     scanner: Arc<Scanner>,
+    metrics: Metrics,
 ) -> Result<Arc<dyn McpInspector>, scan::McpScanBuildError> {
     let scanner = scan::McpScanner::new(config, scanner)?;
-    Ok(Arc::new(scanning::ScanningInspector::new(scanner)))
+    Ok(Arc::new(scanning::ScanningInspector::new(scanner, metrics)))
 }

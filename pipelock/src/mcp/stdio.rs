@@ -7,7 +7,9 @@
 //!
 //! A client request the inspector replaces is answered on stdout and never reaches the child;
 //! while the kill switch is active, client requests get a JSON-RPC error and notifications and
-//! server messages are dropped. Lines longer than [`MAX_MESSAGE_BYTES`] are dropped with a log
+//! server messages are dropped. A server request the inspector withholds (such as a
+//! `sampling/createMessage` it blocked) is answered on the child's stdin in the client's name.
+//! Both directions write to the child through one queue, so lines never interleave. Lines longer than [`MAX_MESSAGE_BYTES`] are dropped with a log
 //! line (and, from the client, an error answer).
 
 use std::collections::HashMap;
@@ -18,12 +20,12 @@ use std::time::Duration;
 
 use serde_json::Value;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::process::{Child, ChildStdin, Command};
+use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 
-use super::inspect::{Direction, McpInspector};
+use super::inspect::McpInspector;
 use super::jsonrpc::{self, code, MAX_MESSAGE_BYTES};
-use super::judge::{judge_client, judge_server, ServerJudgement};
+use super::judge::{judge_client, judge_server, ToClient};
 use crate::killswitch::KillSwitch;
 use crate::telemetry::Metrics;
 
@@ -54,20 +56,22 @@ struct Relay {
     kill_switch: Arc<KillSwitch>,
     metrics: Metrics,
     requests: Mutex<HashMap<String, Value>>,
+    /// Lines for our stdout (the client).
     out: mpsc::Sender<Vec<u8>>,
+    /// Lines for the child's stdin (the server); `None` closes it.
+    to_child: mpsc::Sender<Option<Vec<u8>>>,
 }
 
-impl Relay {
-    fn record(&self) -> impl Fn(Direction, &'static str) + '_ {
-        |direction: Direction, verdict: &'static str| {
-            self.metrics.record_mcp_message(direction.label(), verdict);
-        }
-    }
+/// The child's stdin is gone (it exited or closed it).
+#[derive(Debug)]
+struct ChildGone;
 
+impl Relay {
     /// Handles one line from the client: forwards it to the child or answers it.
-    async fn client_line(&self, line: &[u8], child: &mut ChildStdin) -> std::io::Result<()> {
+    async fn client_line(&self, line: &[u8]) -> Result<(), ChildGone> {
         if self.kill_switch.active().is_some() {
-            self.metrics.record_mcp_message("client", "refused");
+            self.metrics
+                .record_mcp_message("client", "refused", "kill_switch");
             let request = jsonrpc::Payload::parse(line).ok();
             for msg in request
                 .as_ref()
@@ -87,7 +91,7 @@ impl Relay {
             }
             return Ok(());
         }
-        let judged = judge_client(self.inspector.as_ref(), SESSION, line, &self.record());
+        let judged = judge_client(self.inspector.as_ref(), SESSION, line);
         {
             let mut requests = self.requests.lock().unwrap_or_else(PoisonError::into_inner);
             if requests.len() + judged.requests.len() > MAX_TRACKED_REQUESTS {
@@ -104,9 +108,10 @@ impl Relay {
             self.answer(&answer).await;
         }
         if let Some(forward) = judged.forward {
-            child.write_all(&forward).await?;
-            child.write_all(b"\n").await?;
-            child.flush().await?;
+            self.to_child
+                .send(Some(forward))
+                .await
+                .map_err(|_| ChildGone)?;
         }
         Ok(())
     }
@@ -114,18 +119,13 @@ impl Relay {
     /// Handles one line from the child: relays it (or its replacement) to the client.
     async fn server_line(&self, line: &[u8]) {
         if self.kill_switch.active().is_some() {
-            self.metrics.record_mcp_message("server", "refused");
+            self.metrics
+                .record_mcp_message("server", "refused", "kill_switch");
             return;
         }
         let judged = {
             let requests = self.requests.lock().unwrap_or_else(PoisonError::into_inner);
-            judge_server(
-                self.inspector.as_ref(),
-                SESSION,
-                &requests,
-                line,
-                &self.record(),
-            )
+            judge_server(self.inspector.as_ref(), SESSION, &requests, line)
         };
         // A response settles its request.
         if let Some(key) = serde_json::from_slice::<Value>(line)
@@ -138,9 +138,22 @@ impl Relay {
                 .unwrap_or_else(PoisonError::into_inner)
                 .remove(&key);
         }
-        let out = match judged {
-            ServerJudgement::Unchanged => line.to_vec(),
-            ServerJudgement::Replaced(value) => value.to_string().into_bytes(),
+        for answer in judged.to_server {
+            if self
+                .to_child
+                .send(Some(answer.to_string().into_bytes()))
+                .await
+                .is_err()
+            {
+                tracing::debug!(
+                    "the MCP server's stdin closed; a withheld request stays unanswered"
+                );
+            }
+        }
+        let out = match judged.to_client {
+            ToClient::Unchanged => line.to_vec(),
+            ToClient::Replaced(value) => value.to_string().into_bytes(),
+            ToClient::Nothing => return,
         };
         let _ = self.out.send(out).await;
     }
@@ -194,12 +207,30 @@ pub async fn run(
     tracing::info!(command = %program.to_string_lossy(), pid = child.id(), "MCP stdio server started");
 
     let (out_tx, mut out_rx) = mpsc::channel::<Vec<u8>>(64);
+    let (child_tx, mut child_rx) = mpsc::channel::<Option<Vec<u8>>>(64);
     let relay = Arc::new(Relay {
         inspector,
         kill_switch,
         metrics,
         requests: Mutex::new(HashMap::new()),
         out: out_tx,
+        to_child: child_tx,
+    });
+
+    // The child's stdin: one writer. It is closed (dropped) at the end of our stdin.
+    tokio::spawn(async move {
+        while let Some(Some(mut line)) = child_rx.recv().await {
+            line.push(b'\n');
+            if let Err(error) = async {
+                child_in.write_all(&line).await?;
+                child_in.flush().await
+            }
+            .await
+            {
+                tracing::debug!(%error, "the MCP server's stdin closed");
+                return;
+            }
+        }
     });
 
     // Our stdout: one writer, so lines from both directions never interleave.
@@ -221,8 +252,8 @@ pub async fn run(
             loop {
                 match read_line(&mut stdin).await {
                     Ok(Line::Message(line)) => {
-                        if let Err(error) = relay.client_line(&line, &mut child_in).await {
-                            tracing::debug!(%error, "the MCP server's stdin closed");
+                        if relay.client_line(&line).await.is_err() {
+                            tracing::debug!("the MCP server's stdin closed");
                             return;
                         }
                     }
@@ -240,7 +271,10 @@ pub async fn run(
                             ))
                             .await;
                     }
-                    Ok(Line::End) | Err(_) => return,
+                    Ok(Line::End) | Err(_) => {
+                        let _ = relay.to_child.send(None).await;
+                        return;
+                    }
                 }
             }
         })

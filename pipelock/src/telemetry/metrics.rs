@@ -68,9 +68,12 @@ pub struct WebsocketMessageLabels {
 pub struct McpMessageLabels {
     /// `client` (client to MCP server) or `server` (MCP server to client).
     pub direction: String,
-    /// `forward` (relayed as it came), `replace` (the inspector replaced it) or `refused`
-    /// (the kill switch stopped it).
+    /// `allow`, `warn`, `block`, `redirect` (answered by a `redirect_profiles` handler) or
+    /// `refused` (the kill switch stopped it).
     pub verdict: String,
+    /// The scanner behind a warn or block (`dlp`, `injection`, `tool_poison`, `tool_policy`,
+    /// `kill_switch`, …), `none` otherwise.
+    pub scanner: String,
 }
 
 /// Labels of `pipelock_transparent_connections_total`.
@@ -333,12 +336,14 @@ impl Metrics {
             .inc();
     }
 
-    /// Counts one JSON-RPC message in `direction` (`client`, `server`) and its `verdict`.
-    pub fn record_mcp_message(&self, direction: &str, verdict: &str) {
+    /// Counts one JSON-RPC message in `direction` (`client`, `server`), its `verdict` and the
+    /// `scanner` that decided it.
+    pub fn record_mcp_message(&self, direction: &str, verdict: &str, scanner: &str) {
         self.mcp_messages
             .get_or_create(&McpMessageLabels {
                 direction: direction.to_string(),
                 verdict: verdict.to_string(),
+                scanner: scanner.to_string(),
             })
             .inc();
     }

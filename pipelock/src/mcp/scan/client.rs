@@ -140,6 +140,7 @@ impl McpScanner {
                 message: inspection::error_reply(id, error),
             })
         })
+        .naming_tool(call.map(|(tool, _)| tool))
     }
 
     /// DLP, injection and (for command-like arguments or shell-like tools) shell findings in

@@ -1,6 +1,6 @@
 //! What the MCP scanner says about one message, and the one place that formats an MCP block:
 //! a JSON-RPC error whose `data` names the scanner, rule and reason (the same fields as the
-//! HTTP block body), never the matched text.
+//! HTTP block body), the tool and where in the message it matched, never the matched text.
 
 use serde_json::{json, Value};
 
@@ -27,7 +27,9 @@ pub struct Reply {
 pub struct RpcError {
     pub code: i64,
     pub message: String,
-    /// `{"blocked": true, "scanner", "rule", "reason", "severity"}`.
+    /// `{"blocked": true, "what", "scanner", "rule", "reason", "severity", "detail"}`, plus
+    /// `"tool"` when the message is a tool call or its result. `detail` is the finding's
+    /// redacted preview (where it matched, at most a few leading characters of the match).
     pub data: Value,
 }
 
@@ -147,6 +149,27 @@ impl Inspection {
         }
     }
 
+    /// Names `tool` in a block's error `data` (and in the reply carrying it), so a client
+    /// sees which tool call or tool result was refused.
+    #[must_use]
+    pub(crate) fn naming_tool(mut self, tool: Option<&str>) -> Self {
+        let (Self::Block(blocked), Some(tool)) = (&mut self, tool) else {
+            return self;
+        };
+        if let Some(data) = blocked.error.data.as_object_mut() {
+            data.insert("tool".into(), tool.into());
+        }
+        if let Some(data) = blocked
+            .reply
+            .as_mut()
+            .and_then(|reply| reply.message.pointer_mut("/error/data"))
+            .and_then(Value::as_object_mut)
+        {
+            data.insert("tool".into(), tool.into());
+        }
+        self
+    }
+
     /// Every finding.
     #[must_use]
     pub fn findings(&self) -> &[Finding] {
@@ -183,6 +206,7 @@ pub fn block_error(code: i64, finding: &Finding, what: &str) -> RpcError {
             "rule": finding.rule_id,
             "reason": finding.rule_name,
             "severity": finding.severity.to_string(),
+            "detail": finding.preview,
         }),
     }
 }

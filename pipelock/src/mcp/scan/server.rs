@@ -126,12 +126,18 @@ impl McpScanner {
                 None
             }
         };
+        // The tool whose result this is, when the transport knows the tools/call it answers.
+        let tool = answers
+            .filter(|request| request.get("method").and_then(Value::as_str) == Some("tools/call"))
+            .and_then(|request| request.pointer("/params/name"))
+            .and_then(Value::as_str);
         Inspection::from_judgement(judgement, RESPONSE_BLOCKED, "response", |error| {
             reply.map(|(to, id)| Reply {
                 to,
                 message: inspection::error_reply(id, error),
             })
         })
+        .naming_tool(tool)
     }
 
     /// Injection in every string value of `value` (not keys: a response's shape is the

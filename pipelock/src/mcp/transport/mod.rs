@@ -22,6 +22,7 @@
 mod sse;
 pub mod upstream;
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -29,15 +30,15 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::header::{
-    HeaderValue, ALLOW, AUTHORIZATION, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE,
-    WWW_AUTHENTICATE,
+    HeaderName, HeaderValue, ACCEPT, ALLOW, AUTHORIZATION, CONTENT_ENCODING, CONTENT_LENGTH,
+    CONTENT_TYPE, WWW_AUTHENTICATE,
 };
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::{HeaderMap, Method, Request, Response, StatusCode};
 use serde_json::Value;
 
-use crate::mcp::inspect::{Direction, McpInspector};
+use crate::mcp::inspect::McpInspector;
 use crate::mcp::jsonrpc::{self, code, MAX_MESSAGE_BYTES};
-use crate::mcp::judge::{judge_client, judge_server, ServerJudgement};
+use crate::mcp::judge::{judge_client, judge_server, ServerJudgement, ToClient};
 use crate::proxy::forward::headers::copy_end_to_end;
 use crate::proxy::forward::pool::Returning;
 use crate::proxy::response::{self, Body};
@@ -50,6 +51,8 @@ pub const AUTH_TOKEN_ENV: &str = "MCP_API_TOKEN";
 
 /// The header carrying the MCP session id.
 const SESSION_HEADER: &str = "mcp-session-id";
+/// The header of a resumed event stream (never sent with Pipelock's own POSTs).
+const LAST_EVENT_ID: HeaderName = HeaderName::from_static("last-event-id");
 
 /// One configured MCP reverse proxy.
 pub struct McpProxy {
@@ -200,9 +203,12 @@ async fn answer(
                     relay(
                         state,
                         proxy,
-                        session,
-                        Default::default(),
-                        Vec::new(),
+                        Exchange {
+                            session,
+                            client_headers: parts.headers,
+                            requests: HashMap::new(),
+                            first: Vec::new(),
+                        },
                         upstream,
                     )
                     .await
@@ -284,17 +290,14 @@ async fn post(
             .filter_map(|m| m.get("id").cloned())
             .collect();
         for _ in 0..messages.len().max(1) {
-            metrics.record_mcp_message("client", "refused");
+            metrics.record_mcp_message("client", "refused", "kill_switch");
         }
         return kill_switch_refusal(state, peer, &ids).unwrap_or_else(|| {
             response::error(StatusCode::SERVICE_UNAVAILABLE, "kill_switch_active", "")
         });
     }
     // 5. Inspect the client's messages.
-    let record = |direction: Direction, verdict: &'static str| {
-        metrics.record_mcp_message(direction.label(), verdict);
-    };
-    let judged = judge_client(proxy.inspector.as_ref(), &session, &raw, &record);
+    let judged = judge_client(proxy.inspector.as_ref(), &session, &raw);
     let Some(forward) = judged.forward else {
         return match pipelock_answers(judged.answers, judged.batch) {
             Some(answer) => rpc_answer(StatusCode::OK, &answer),
@@ -319,9 +322,12 @@ async fn post(
     relay(
         state,
         proxy,
-        session,
-        judged.requests,
-        judged.answers,
+        Exchange {
+            session,
+            client_headers: parts.headers,
+            requests: judged.requests,
+            first: judged.answers,
+        },
         upstream,
     )
     .await
@@ -338,15 +344,31 @@ fn pipelock_answers(mut answers: Vec<Value>, batch: bool) -> Option<Value> {
     }
 }
 
+/// One client request's context, for relaying the upstream's answer to it.
+pub(crate) struct Exchange {
+    /// The MCP session id (empty before the server has assigned one).
+    pub session: String,
+    /// The client's request headers (to answer the server in the client's name).
+    pub client_headers: HeaderMap,
+    /// The client's forwarded requests by [`jsonrpc::id_key`], which the answer may answer.
+    pub requests: HashMap<String, Value>,
+    /// Pipelock's own answers to replaced requests of the same batch, sent first.
+    pub first: Vec<Value>,
+}
+
 /// Relays the upstream's answer, inspecting the messages it carries.
 async fn relay(
     state: &Arc<ServerState>,
     proxy: &Arc<McpProxy>,
-    session: String,
-    requests: std::collections::HashMap<String, Value>,
-    first: Vec<Value>,
+    exchange: Exchange,
     upstream: Response<Returning>,
 ) -> Response<Body> {
+    let Exchange {
+        session,
+        client_headers,
+        requests,
+        first,
+    } = exchange;
     let (parts, body) = upstream.into_parts();
     // A session assigned by this answer (to `initialize`) is the session of its messages.
     let session = parts
@@ -381,10 +403,13 @@ async fn relay(
     if media == "text/event-stream" {
         let relay = sse::SseRelay {
             state: Arc::clone(state),
-            inspector: Arc::clone(&proxy.inspector),
-            session,
-            requests,
-            first,
+            proxy: Arc::clone(proxy),
+            exchange: Exchange {
+                session,
+                client_headers,
+                requests,
+                first,
+            },
         };
         *response.body_mut() = relay.start(body).boxed();
         return response;
@@ -394,23 +419,20 @@ async fn relay(
             Ok(raw) => raw,
             Err(reason) => return upstream_failed(state, &reason, &requests_ids(&requests)),
         };
-        let metrics = &state.metrics;
-        let record = |direction: Direction, verdict: &'static str| {
-            metrics.record_mcp_message(direction.label(), verdict);
-        };
         let judged = if raw.is_empty() {
-            ServerJudgement::Unchanged
+            ServerJudgement::unchanged()
         } else {
-            judge_server(proxy.inspector.as_ref(), &session, &requests, &raw, &record)
+            judge_server(proxy.inspector.as_ref(), &session, &requests, &raw)
         };
-        let body = match (judged, first.is_empty()) {
-            (ServerJudgement::Unchanged, true) => raw.to_vec(),
-            (judged, _) => {
-                let server = match judged {
-                    ServerJudgement::Unchanged => {
-                        serde_json::from_slice(&raw).unwrap_or(Value::Null)
-                    }
-                    ServerJudgement::Replaced(value) => value,
+        answer_server(state, proxy, &client_headers, &session, judged.to_server);
+        let body = match (judged.to_client, first.is_empty()) {
+            (ToClient::Unchanged, true) => raw.to_vec(),
+            (ToClient::Nothing, true) => return accepted(),
+            (to_client, _) => {
+                let server = match to_client {
+                    ToClient::Unchanged => serde_json::from_slice(&raw).unwrap_or(Value::Null),
+                    ToClient::Replaced(value) => value,
+                    ToClient::Nothing => Value::Null,
                 };
                 merge(first, server).to_string().into_bytes()
             }
@@ -428,6 +450,54 @@ async fn relay(
     response
 }
 
+/// Sends `answers` (responses to server requests the inspector withheld from the client) to
+/// the upstream in the client's name: each as a POST on the client's session, with its
+/// headers (token, protocol version). Sent in the background; the upstream's reply (normally
+/// 202) is only logged.
+pub(crate) fn answer_server(
+    state: &Arc<ServerState>,
+    proxy: &Arc<McpProxy>,
+    client_headers: &HeaderMap,
+    session: &str,
+    answers: Vec<Value>,
+) {
+    if answers.is_empty() {
+        return;
+    }
+    let mut headers = client_headers.clone();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(
+        ACCEPT,
+        HeaderValue::from_static("application/json, text/event-stream"),
+    );
+    headers.remove(LAST_EVENT_ID);
+    if let Ok(value) = HeaderValue::from_str(session) {
+        if !session.is_empty() {
+            headers.insert(SESSION_HEADER, value);
+        }
+    }
+    for answer in answers {
+        let state = Arc::clone(state);
+        let proxy = Arc::clone(proxy);
+        let headers = headers.clone();
+        tokio::spawn(async move {
+            let body = Bytes::from(answer.to_string());
+            match proxy
+                .upstream
+                .send(&state, Method::POST, &headers, Some(body))
+                .await
+            {
+                Ok(reply) => {
+                    tracing::info!(status = reply.status().as_u16(), id = %answer["id"], "MCP server request answered by Pipelock")
+                }
+                Err(error) => {
+                    tracing::warn!(%error, id = %answer["id"], "cannot answer the MCP server's withheld request")
+                }
+            }
+        });
+    }
+}
+
 /// Pipelock's answers followed by the server's messages, as one batch answer.
 fn merge(mut first: Vec<Value>, server: Value) -> Value {
     if first.is_empty() {
@@ -441,7 +511,7 @@ fn merge(mut first: Vec<Value>, server: Value) -> Value {
     Value::Array(first)
 }
 
-fn requests_ids(requests: &std::collections::HashMap<String, Value>) -> Vec<Value> {
+fn requests_ids(requests: &HashMap<String, Value>) -> Vec<Value> {
     requests
         .values()
         .filter_map(|r| r.get("id").cloned())

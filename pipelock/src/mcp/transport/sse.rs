@@ -1,15 +1,15 @@
 //! Relaying an MCP server's `text/event-stream` event by event: each complete event is cut from
 //! the stream as it arrives, its `data` (one JSON-RPC message or batch) goes through the
 //! inspector, and the event is passed on at once: unchanged, byte for byte, or with its data
-//! replaced (its `id:`, `event:` and `retry:` lines kept, so resumption still works). Events
-//! without data (comments, keep-alives) pass untouched. Nothing is buffered beyond the event
+//! replaced (its `id:`, `event:` and `retry:` lines kept, so resumption still works), or
+//! without its data when the inspector withheld a server request (answered to the server,
+//! [`super::answer_server`]). Events without data (comments, keep-alives) pass untouched. Nothing is buffered beyond the event
 //! in progress, which may not exceed [`MAX_MESSAGE_BYTES`].
 //!
 //! The relay runs in its own task and hands events to the response body through a channel; it
 //! stops when the client goes away, the upstream ends, the kill switch turns on (per-event
 //! preemption) or Pipelock shuts down.
 
-use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -17,25 +17,22 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::{Body as HttpBody, Frame};
-use serde_json::Value;
 use tokio::sync::mpsc;
 
-use crate::mcp::inspect::{Direction, McpInspector};
+use super::{answer_server, Exchange, McpProxy};
 use crate::mcp::jsonrpc::MAX_MESSAGE_BYTES;
-use crate::mcp::judge::{judge_server, ServerJudgement};
+use crate::mcp::judge::{judge_server, ToClient};
 use crate::proxy::forward::pool::Returning;
 use crate::proxy::ServerState;
 
 /// What the relay needs besides the stream.
 pub struct SseRelay {
     pub state: Arc<ServerState>,
-    pub inspector: Arc<dyn McpInspector>,
-    pub session: String,
-    /// The client's requests this stream may answer (empty for the GET stream).
-    pub requests: HashMap<String, Value>,
+    pub proxy: Arc<McpProxy>,
+    /// The request this stream answers: its requests (none for the GET stream) and
     /// Pipelock's own answers to send first, each as one event (replaced requests of a batch
     /// whose other messages were forwarded).
-    pub first: Vec<Value>,
+    pub exchange: Exchange,
 }
 
 /// A response body fed by the relay task.
@@ -67,7 +64,7 @@ impl SseRelay {
     }
 
     async fn run(self, mut upstream: Returning, tx: mpsc::Sender<Bytes>) {
-        for answer in &self.first {
+        for answer in &self.exchange.first {
             if tx
                 .send(Bytes::from(format!("data: {answer}\n\n")))
                 .await
@@ -100,12 +97,14 @@ impl SseRelay {
             while let Some(end) = event_end(&pending, at_end) {
                 let event: Vec<u8> = pending.drain(..end).collect();
                 if self.state.kill_switch.active().is_some() {
-                    self.state.metrics.record_mcp_message("server", "refused");
+                    self.state
+                        .metrics
+                        .record_mcp_message("server", "refused", "kill_switch");
                     tracing::warn!("MCP event stream closed: kill switch active");
                     return;
                 }
                 let out = self.judge(event);
-                if tx.send(out).await.is_err() {
+                if !out.is_empty() && tx.send(out).await.is_err() {
                     return;
                 }
             }
@@ -132,30 +131,41 @@ impl SseRelay {
         let Some(data) = parsed.data else {
             return Bytes::from(event);
         };
-        let metrics = &self.state.metrics;
-        let record = |direction: Direction, verdict: &'static str| {
-            metrics.record_mcp_message(direction.label(), verdict);
-        };
-        match judge_server(
-            self.inspector.as_ref(),
-            &self.session,
-            &self.requests,
+        let exchange = &self.exchange;
+        let judged = judge_server(
+            self.proxy.inspector.as_ref(),
+            &exchange.session,
+            &exchange.requests,
             data.as_bytes(),
-            &record,
-        ) {
-            ServerJudgement::Unchanged => Bytes::from(event),
-            ServerJudgement::Replaced(value) => {
-                let mut out = String::new();
-                for line in parsed.other_lines {
-                    out.push_str(&line);
-                    out.push('\n');
-                }
-                out.push_str("data: ");
-                out.push_str(&value.to_string());
-                out.push_str("\n\n");
-                Bytes::from(out)
-            }
+        );
+        answer_server(
+            &self.state,
+            &self.proxy,
+            &exchange.client_headers,
+            &exchange.session,
+            judged.to_server,
+        );
+        let data = match judged.to_client {
+            ToClient::Unchanged => return Bytes::from(event),
+            ToClient::Replaced(value) => Some(value.to_string()),
+            ToClient::Nothing => None,
+        };
+        let mut out = String::new();
+        for line in parsed.other_lines {
+            out.push_str(&line);
+            out.push('\n');
         }
+        if let Some(data) = data {
+            out.push_str("data: ");
+            out.push_str(&data);
+            out.push('\n');
+        }
+        if out.is_empty() {
+            // Nothing left of the event.
+            return Bytes::new();
+        }
+        out.push('\n');
+        Bytes::from(out)
     }
 }
 
