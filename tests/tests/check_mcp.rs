@@ -279,7 +279,12 @@ fn a_credential_read_then_a_network_call_is_a_chain() {
     ));
     let (code, report, out) = check(&config, &lines);
     assert_eq!(code, Some(1), "{out}");
-    assert_eq!(message(&report, 3)["verdict"], "allow");
+    // mcp_tool_policy is off here, so its built-in credential rule only warns on the read.
+    assert_eq!(message(&report, 3)["verdict"], "warn");
+    assert_eq!(
+        rules_on(&report, 3),
+        vec!["tool_policy.credential_file_access"]
+    );
     assert!(
         rules_on(&report, 5).contains(&"tool_chain.credential-then-network".to_string()),
         "{report}"

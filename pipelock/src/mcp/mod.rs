@@ -41,5 +41,11 @@ pub fn build_inspector(
     metrics: Metrics,
 ) -> Result<Arc<dyn McpInspector>, scan::McpScanBuildError> {
     let scanner = scan::McpScanner::new(config, scanner)?;
+    if !scanner.auto_enabled().is_empty() {
+        tracing::info!(
+            sections = %scanner.auto_enabled().join(", "),
+            "MCP scanning turned on what the config leaves off"
+        );
+    }
     Ok(Arc::new(scanning::ScanningInspector::new(scanner, metrics)))
 }

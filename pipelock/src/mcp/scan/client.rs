@@ -91,22 +91,18 @@ impl McpScanner {
                 .map(|name| (name, params.get("arguments"))),
             _ => None,
         };
-        if self.input_enabled {
-            if let Some(payload) = payload {
-                let findings = self.scan_input(payload, call.map(|(name, _)| name));
-                judgement.add_judged(findings, self.enforcement(self.input_blocks));
-            }
+        if let Some(payload) = payload {
+            let findings = self.scan_input(payload, call.map(|(name, _)| name));
+            judgement.add_judged(findings, self.enforcement(self.input_blocks));
         }
         let mut redirect = None;
         if let Some((tool, arguments)) = call {
             self.bind(session, tool, &mut judgement);
-            if let Some(policy) = &self.policy {
-                let outcome = policy.evaluate(tool, arguments);
-                for (finding, blocks) in outcome.findings {
-                    judgement.add_judged(vec![finding], self.enforcement(blocks));
-                }
-                redirect = outcome.redirect;
+            let outcome = self.policy.evaluate(tool, arguments);
+            for (finding, blocks) in outcome.findings {
+                judgement.add_judged(vec![finding], self.enforcement(blocks));
             }
+            redirect = outcome.redirect;
             if let Some(chains) = &self.chains {
                 for (finding, blocks) in
                     chains.record(&mut session.chain, tool, arguments, Instant::now())

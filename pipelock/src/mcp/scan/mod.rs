@@ -68,10 +68,8 @@ pub struct McpScanner {
     scanner: Arc<Scanner>,
     mode: Mode,
     enforce: bool,
-    input_enabled: bool,
     input_blocks: bool,
     on_parse_error: OnParseError,
-    tools_enabled: bool,
     tools_block: bool,
     detect_drift: bool,
     binding_enabled: bool,
@@ -79,16 +77,23 @@ pub struct McpScanner {
     no_baseline_blocks: bool,
     response_blocks: bool,
     chains: Option<ChainDetector>,
-    policy: Option<ToolPolicy>,
+    policy: ToolPolicy,
     redirect_profiles: BTreeMap<String, RedirectProfile>,
     /// Injection patterns for tool arguments and definitions, whether or not
     /// `response_scanning` is on (which governs responses only).
     injection: InjectionScanner,
     poison: PoisonDetector,
+    /// The sections the config left off that MCP scanning turned on (see [`McpScanner::new`]).
+    auto_enabled: Vec<&'static str>,
 }
 
 impl McpScanner {
     /// Builds the MCP scanning of `config` on top of its `scanner`.
+    ///
+    /// Like the reference's MCP modes, sections the config leaves off are turned on, so an MCP
+    /// front door never runs unscanned: `mcp_input_scanning` with action block,
+    /// `mcp_tool_scanning` with action warn and drift detection, and `mcp_tool_policy` with the
+    /// built-in rules, all warning. [`McpScanner::auto_enabled`] names them, for the logs.
     ///
     /// # Errors
     /// A pattern that does not compile (config validation normally rejects it first).
@@ -100,21 +105,29 @@ impl McpScanner {
         } else {
             None
         };
+        let mut auto_enabled = Vec::new();
         let policy = if config.mcp_tool_policy.enabled {
-            Some(ToolPolicy::new(&config.mcp_tool_policy)?)
+            ToolPolicy::new(&config.mcp_tool_policy)?
         } else {
-            None
+            auto_enabled.push("mcp_tool_policy (built-in rules, warn)");
+            ToolPolicy::builtin_warnings()?
         };
+        let input = &config.mcp_input_scanning;
+        if !input.enabled {
+            auto_enabled.push("mcp_input_scanning (block)");
+        }
+        let tools = &config.mcp_tool_scanning;
+        if !tools.enabled {
+            auto_enabled.push("mcp_tool_scanning (warn, detect_drift)");
+        }
         Ok(Self {
             scanner,
             mode: config.mode,
             enforce: config.enforce_enabled(),
-            input_enabled: config.mcp_input_scanning.enabled,
-            input_blocks: config.mcp_input_scanning.action == BlockOrWarn::Block,
-            on_parse_error: config.mcp_input_scanning.on_parse_error,
-            tools_enabled: config.mcp_tool_scanning.enabled,
-            tools_block: config.mcp_tool_scanning.action == BlockOrWarn::Block,
-            detect_drift: config.mcp_tool_scanning.detect_drift,
+            input_blocks: !input.enabled || input.action == BlockOrWarn::Block,
+            on_parse_error: input.on_parse_error,
+            tools_block: tools.enabled && tools.action == BlockOrWarn::Block,
+            detect_drift: !tools.enabled || tools.detect_drift,
             binding_enabled: config.mcp_session_binding.enabled,
             unknown_tool_blocks: config.mcp_session_binding.unknown_tool_action
                 == BlockOrWarn::Block,
@@ -126,7 +139,15 @@ impl McpScanner {
             redirect_profiles: config.mcp_tool_policy.redirect_profiles.clone(),
             injection,
             poison,
+            auto_enabled,
         })
+    }
+
+    /// The sections the config left off that this scanner turned on (empty when the config
+    /// enables them all).
+    #[must_use]
+    pub fn auto_enabled(&self) -> &[&'static str] {
+        &self.auto_enabled
     }
 
     /// The enforcement for a section whose action blocks (`true`) or only warns.

@@ -169,14 +169,12 @@ impl McpScanner {
                 continue;
             };
             listed.push((name, tool));
-            if self.tools_enabled {
-                judgement.add_judged(self.poison.scan_tool(tool), section);
-                if self.detect_drift {
-                    if let Some(previous) = session.tools.get(name) {
-                        let changes = diff_summary(previous, tool);
-                        if !changes.is_empty() {
-                            judgement.add_judged(vec![drift(name, &changes)], section);
-                        }
+            judgement.add_judged(self.poison.scan_tool(tool), section);
+            if self.detect_drift {
+                if let Some(previous) = session.tools.get(name) {
+                    let changes = diff_summary(previous, tool);
+                    if !changes.is_empty() {
+                        judgement.add_judged(vec![drift(name, &changes)], section);
                     }
                 }
             }

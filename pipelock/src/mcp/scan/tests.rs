@@ -332,7 +332,13 @@ fn a_chain_credential_read_then_network() {
         &mut session,
         &call(2, "read_file", json!({"path": "/home/u/.ssh/id_rsa"})),
     );
-    assert_eq!(read, Inspection::Allow, "{read:?}");
+    // mcp_tool_policy is off in this config, so its built-in rules only warn.
+    assert_eq!(
+        rules(&read),
+        vec!["tool_policy.credential_file_access"],
+        "{read:?}"
+    );
+    assert!(matches!(read, Inspection::Warn(_)), "{read:?}");
     scanner.client_message(&mut session, &call(3, "add", json!({})));
     let send = scanner.client_message(
         &mut session,
@@ -554,4 +560,43 @@ fn one_hundred_tools_scan_clean() {
     let inspection = bench_tools_list(&scanner, &list);
     assert_eq!(inspection, Inspection::Allow, "{:?}", inspection.findings());
     let _ = Arc::clone(scanner.scanner());
+}
+
+#[test]
+fn sections_the_config_leaves_off_are_turned_on_as_the_reference_mcp_modes_do() {
+    let mut off = config();
+    off.mcp_input_scanning.enabled = false;
+    off.mcp_tool_scanning.enabled = false;
+    off.mcp_tool_policy.enabled = false;
+    let auto = scanner(&off);
+    assert_eq!(
+        auto.auto_enabled(),
+        [
+            "mcp_tool_policy (built-in rules, warn)",
+            "mcp_input_scanning (block)",
+            "mcp_tool_scanning (warn, detect_drift)"
+        ]
+    );
+    let mut session = listed(&auto);
+    // Input scanning blocks a secret in the arguments.
+    let secret = auto.client_message(
+        &mut session,
+        &call(2, "add", json!({"note": "AKIAIOSFODNN7EXAMPLE"})),
+    );
+    assert!(matches!(secret, Inspection::Block(_)), "{secret:?}");
+    // A built-in policy rule that blocks when the section is on only warns.
+    let read = auto.client_message(
+        &mut session,
+        &call(3, "add", json!({"path": "/home/u/.ssh/id_rsa"})),
+    );
+    assert_eq!(
+        rules(&read),
+        vec!["tool_policy.credential_file_access"],
+        "{read:?}"
+    );
+    assert!(matches!(read, Inspection::Warn(_)), "{read:?}");
+    // Everything enabled: nothing was turned on.
+    let mut on = config();
+    on.mcp_tool_policy.enabled = true;
+    assert!(scanner(&on).auto_enabled().is_empty());
 }

@@ -150,6 +150,19 @@ impl ToolPolicy {
         Ok(Self { rules })
     }
 
+    /// The built-in rules alone, each only warning: the policy of an MCP front door whose
+    /// config leaves `mcp_tool_policy` off (the reference's MCP auto-enable).
+    ///
+    /// # Errors
+    /// Never in practice (the built-in patterns compile; a unit test proves it).
+    pub fn builtin_warnings() -> Result<Self, ToolPolicyBuildError> {
+        let mut policy = Self::new(&McpToolPolicy::default())?;
+        for rule in &mut policy.rules {
+            rule.action = RuleAction::Warn;
+        }
+        Ok(policy)
+    }
+
     /// Evaluates every rule against a call of `tool` with `arguments`.
     #[must_use]
     pub fn evaluate(&self, tool: &str, arguments: Option<&Value>) -> PolicyOutcome {
