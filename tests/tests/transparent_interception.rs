@@ -389,11 +389,12 @@ fn pipelock_inside_the_attached_cgroup_is_not_redirected_to_itself() {
     let resolver = DnsUpstream::start(Ipv4Addr::new(127, 0, 0, 2), Ipv4Addr::new(127, 0, 0, 9))
         .expect("resolver");
     let yaml = format!(
-        "version: 1\nforward_proxy:\n  enabled: true\nssrf:\n  ip_allowlist: [\"127.0.0.0/8\"]\nintercept:\n  transparent_port: {}\n  dns_port: {}\n  dns_upstream: \"{}\"\n  pin_path: \"{}\"\n",
+        "version: 1\nforward_proxy:\n  enabled: true\nssrf:\n  ip_allowlist: [\"127.0.0.0/8\"]\nintercept:\n  transparent_port: {}\n  dns_port: {}\n  dns_upstream: \"{}\"\n  pin_path: \"{}\"\nmcp_reverse_proxy:\n  enabled: true\n  listen: \"127.0.0.1:0\"\n  upstream: \"{}\"\n  auth_token: \"mcp-test-token\"\n",
         free_port().expect("port"),
         free_port().expect("port"),
         resolver.addr,
-        pin_root.display()
+        pin_root.display(),
+        origin.url("/mcp"),
     );
     let dir = tempfile::tempdir().expect("tempdir");
     let config = pipelock_e2e::write_file(dir.path(), "pipelock.yaml", &yaml).expect("config");
@@ -405,7 +406,10 @@ fn pipelock_inside_the_attached_cgroup_is_not_redirected_to_itself() {
         .arg("--config")
         .arg(&config)
         .args(["--listen", "127.0.0.1:0"]);
-    let pipelock = Pipelock::spawn(command).expect("pipelock attach starts");
+    let mut pipelock = Pipelock::spawn(command).expect("pipelock attach starts");
+    let mcp = pipelock
+        .wait_for_listener("mcp", Duration::from_secs(10))
+        .expect("the MCP listener");
     let cg = app.path.as_path();
     let output = inside(cg, "curl", &["-sS", "-m", "10", &origin.url("/clean")]);
     assert_eq!(stdout(&output), "all good here\n", "{}", describe(&output));
@@ -428,6 +432,38 @@ fn pipelock_inside_the_attached_cgroup_is_not_redirected_to_itself() {
         origin.connections(),
         1,
         "one pooled connection, no loop through the listener"
+    );
+    // An agent in the cgroup calling the MCP reverse proxy is served by that listener (the
+    // token check answers), not relayed to it as an origin.
+    let own_before = own_listener_connections(&pipelock);
+    let output = inside(
+        cg,
+        "curl",
+        &[
+            "-sS",
+            "-m",
+            "10",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code} %header{www-authenticate}",
+            "-H",
+            "content-type: application/json",
+            "--data-binary",
+            r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#,
+            &format!("http://{mcp}/mcp"),
+        ],
+    );
+    assert_eq!(
+        stdout(&output),
+        "401 Bearer realm=\"pipelock-mcp\"",
+        "{}",
+        describe(&output)
+    );
+    assert_eq!(
+        own_listener_connections(&pipelock),
+        own_before + 1,
+        "the MCP listener was not served as Pipelock's own"
     );
     let status = inside(
         cg,
@@ -460,4 +496,20 @@ fn pipelock_inside_the_attached_cgroup_is_not_redirected_to_itself() {
         "the request did not go direct after detach"
     );
     drop(pipelock);
+}
+
+/// `pipelock_transparent_connections_total{route="own_listener"}` of `pipelock`.
+fn own_listener_connections(pipelock: &Pipelock) -> u64 {
+    let (status, body) =
+        pipelock_e2e::curl_status_body(&[], &format!("{}/metrics", pipelock.base_url()))
+            .expect("metrics");
+    assert_eq!(status, 200, "{body}");
+    body.lines()
+        .find(|l| {
+            l.starts_with("pipelock_transparent_connections_total{")
+                && l.contains("route=\"own_listener\"")
+        })
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|n| n.parse::<f64>().ok())
+        .map_or(0, |n| n as u64)
 }

@@ -200,12 +200,12 @@ async fn serve_config(config: Config, source: String) -> anyhow::Result<()> {
     let dns = if config.intercept.active() {
         let mut own = Vec::new();
         for listener in &listeners {
-            if let Some(routes) = listener.http_routes() {
+            if let Some(serves) = listener.own_service() {
                 own.push((
                     listener
                         .local_addr()
                         .context("cannot read the bound address")?,
-                    routes,
+                    serves,
                 ));
             }
         }
@@ -273,11 +273,11 @@ async fn serve_config(config: Config, source: String) -> anyhow::Result<()> {
 /// The listeners of transparent interception (`intercept` active): the transparent
 /// listener on 127.0.0.1 and [::1], and the DNS listener. `origins` is the eBPF side's
 /// original-destination lookup; without it every transparent connection is refused.
-/// `own` are Pipelock's HTTP listeners, served as themselves when an application in the
+/// `own` are Pipelock's HTTP and MCP listeners, served as themselves when an application in the
 /// attached cgroups connects to them.
 async fn bind_interception(
     state: &ServerState,
-    own: Vec<(SocketAddr, Routes)>,
+    own: Vec<(SocketAddr, crate::proxy::listener::Serves)>,
 ) -> anyhow::Result<(Vec<Listener>, DnsListener)> {
     let section = &state.config.intercept;
     let allow = AllowList::resolve(&section.allow)

@@ -370,6 +370,23 @@ fn intercept_section_errors_name_line_and_field() {
     );
     // Without interception the same main port is fine.
     load_str("fetch_proxy:\n  listen: \"127.0.0.1:8890\"\n", "p").expect("no conflict");
+    // The other listeners too: the MCP reverse proxy, and reverse_proxy's default :8890.
+    let text = error_text(
+        "mcp_reverse_proxy:\n  enabled: true\n  listen: \"127.0.0.1:9100\"\n  upstream: \"http://127.0.0.1:3000/mcp\"\nintercept:\n  enabled: true\n  transparent_port: 9100\n",
+    );
+    assert!(
+        text.contains(
+            "intercept.transparent_port: 9100 is also the port of mcp_reverse_proxy.listen"
+        ),
+        "{text}"
+    );
+    let text = error_text(
+        "reverse_proxy:\n  enabled: true\n  upstream: \"http://127.0.0.1:3000\"\nintercept:\n  enabled: true\n",
+    );
+    assert!(
+        text.contains("intercept.transparent_port: 8890 is also the port of reverse_proxy.listen"),
+        "{text}"
+    );
     assert_eq!(
         error_text("intercept:\n  mark: 0\n"),
         "pipelock.yaml:2:9: intercept.mark: must not be 0: unmarked sockets are the ones the kernel programs redirect"

@@ -325,20 +325,39 @@ fn intercept(config: &Config, path: &FieldPath) -> Result<(), Problem> {
             ),
         ));
     }
-    let main_port = config
-        .fetch_proxy
-        .listen
-        .rsplit_once(':')
-        .and_then(|(_, port)| port.parse::<u16>().ok());
-    // Only a running transparent listener can collide with the main one.
-    if section.active() && main_port == Some(section.transparent_port) {
-        return Err(problem(
-            path.key("transparent_port"),
-            format!(
-                "{} is also the port of fetch_proxy.listen; the listeners need distinct ports",
-                section.transparent_port
-            ),
-        ));
+    // Only a running transparent listener can collide with Pipelock's other TCP listeners.
+    let listeners = [
+        ("fetch_proxy.listen", &config.fetch_proxy.listen, true),
+        ("metrics_listen", &config.metrics_listen, true),
+        (
+            "kill_switch.api_listen",
+            &config.kill_switch.api_listen,
+            true,
+        ),
+        (
+            "mcp_reverse_proxy.listen",
+            &config.mcp_reverse_proxy.listen,
+            config.mcp_reverse_proxy.enabled,
+        ),
+        (
+            "reverse_proxy.listen",
+            &config.reverse_proxy.listen,
+            config.reverse_proxy.enabled,
+        ),
+    ];
+    for (name, listen, enabled) in listeners {
+        let port = listen
+            .rsplit_once(':')
+            .and_then(|(_, port)| port.parse::<u16>().ok());
+        if section.active() && enabled && port == Some(section.transparent_port) {
+            return Err(problem(
+                path.key("transparent_port"),
+                format!(
+                    "{} is also the port of {name}; the listeners need distinct ports",
+                    section.transparent_port
+                ),
+            ));
+        }
     }
     if section.mark == 0 {
         return Err(problem(

@@ -98,7 +98,7 @@ pub enum ListenError {
 
 /// What a listener serves.
 #[derive(Clone)]
-enum Serves {
+pub enum Serves {
     /// HTTP/1: Pipelock's endpoints and, per `Routes`, the forward proxy.
     Http(Routes),
     /// Connections redirected by the kernel programs ([`crate::proxy::transparent`]).
@@ -170,12 +170,13 @@ impl Listener {
         self.tcp.local_addr()
     }
 
-    /// What an HTTP listener serves (`None` for a transparent one).
+    /// What this listener serves when it is the destination an application dialled: the
+    /// HTTP and MCP listeners (`None` for a transparent one, which is never dialled).
     #[must_use]
-    pub fn http_routes(&self) -> Option<Routes> {
+    pub fn own_service(&self) -> Option<Serves> {
         match &self.serves {
-            Serves::Http(routes) => Some(*routes),
-            Serves::Transparent(_) | Serves::Mcp(_) => None,
+            Serves::Http(_) | Serves::Mcp(_) => Some(self.serves.clone()),
+            Serves::Transparent(_) => None,
         }
     }
 
@@ -205,6 +206,29 @@ fn resolve(addr: &str) -> Result<SocketAddr, ListenError> {
         .ok_or_else(|| invalid("it resolves to no address".to_string()))
 }
 
+/// Serves one accepted connection as `serves` says.
+pub fn serve_connection(
+    state: Arc<ServerState>,
+    serves: Serves,
+    stream: TcpStream,
+    peer: SocketAddr,
+    stopping: tokio::sync::watch::Receiver<bool>,
+) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> {
+    match serves {
+        Serves::Http(routes) => Box::pin(serve_http(state, routes, stream, peer, stopping)),
+        Serves::Transparent(transparent) => Box::pin(crate::proxy::transparent::serve_connection(
+            state,
+            transparent,
+            stream,
+            peer,
+            stopping,
+        )),
+        Serves::Mcp(proxy) => Box::pin(crate::mcp::transport::serve_connection(
+            state, proxy, stream, peer, stopping,
+        )),
+    }
+}
+
 /// Serves every listener until `shutdown` completes, then drains in-flight connections for at
 /// most [`SHUTDOWN_GRACE`].
 pub async fn serve(
@@ -232,25 +256,7 @@ pub async fn serve(
             accepted = accepted_rx.recv() => {
                 let Some((stream, peer, serves)) = accepted else { break };
                 let metrics = state.metrics.clone();
-                let connection: std::pin::Pin<Box<dyn Future<Output = ()> + Send>> = match serves {
-                    Serves::Http(routes) => {
-                        Box::pin(serve_http(Arc::clone(&state), routes, stream, peer, stopping.clone()))
-                    }
-                    Serves::Transparent(transparent) => Box::pin(crate::proxy::transparent::serve_connection(
-                        Arc::clone(&state),
-                        transparent,
-                        stream,
-                        peer,
-                        stopping.clone(),
-                    )),
-                    Serves::Mcp(proxy) => Box::pin(crate::mcp::transport::serve_connection(
-                        Arc::clone(&state),
-                        proxy,
-                        stream,
-                        peer,
-                        stopping.clone(),
-                    )),
-                };
+                let connection = serve_connection(Arc::clone(&state), serves, stream, peer, stopping.clone());
                 let done = done.clone();
                 let open = Arc::clone(&open);
                 open.fetch_add(1, std::sync::atomic::Ordering::Relaxed);

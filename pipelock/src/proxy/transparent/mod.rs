@@ -37,6 +37,7 @@ pub use route::Route;
 
 use crate::config::InterceptProtocol;
 use crate::proxy::forward::{dial, tunnel};
+use crate::proxy::listener::Serves;
 use crate::proxy::ServerState;
 
 /// Where redirected connections were going: the kernel side records each connect's original
@@ -52,7 +53,7 @@ pub struct Transparent {
     allow: AllowList,
     peek_timeout: Duration,
     /// Pipelock's own HTTP listeners (bound address, what they serve).
-    own: Vec<(SocketAddr, crate::proxy::endpoints::Routes)>,
+    own: Vec<(SocketAddr, Serves)>,
 }
 
 impl Transparent {
@@ -72,26 +73,24 @@ impl Transparent {
         }
     }
 
-    /// Pipelock's own HTTP listeners. A redirected connection whose original destination is
-    /// one of them (an application in the attached cgroup using `HTTPS_PROXY=…:8888`, or
-    /// calling `/health`) is served as that listener would, not as traffic to an origin.
+    /// Pipelock's own listeners. A redirected connection whose original destination is one
+    /// of them (an application in the attached cgroup using `HTTPS_PROXY=…:8888`, calling
+    /// `/health`, or an agent calling the MCP reverse proxy) is served as that listener
+    /// would, not as traffic to an origin.
     #[must_use]
-    pub fn with_own_listeners(
-        mut self,
-        own: Vec<(SocketAddr, crate::proxy::endpoints::Routes)>,
-    ) -> Self {
+    pub fn with_own_listeners(mut self, own: Vec<(SocketAddr, Serves)>) -> Self {
         self.own = own;
         self
     }
 
-    /// The routes of the own listener `original` names, if it names one: the same address,
-    /// or the same port on a local address when the listener is bound to all addresses.
-    fn own_listener(&self, original: SocketAddr) -> Option<crate::proxy::endpoints::Routes> {
-        self.own.iter().find_map(|(addr, routes)| {
+    /// What the own listener `original` names serves, if it names one: the same address, or
+    /// the same port on a local address when the listener is bound to all addresses.
+    fn own_listener(&self, original: SocketAddr) -> Option<Serves> {
+        self.own.iter().find_map(|(addr, serves)| {
             let same_port = addr.port() == original.port();
             let same_ip = addr.ip() == original.ip()
                 || (addr.ip().is_unspecified() && is_local(original.ip()));
-            (same_port && same_ip).then_some(*routes)
+            (same_port && same_ip).then(|| serves.clone())
         })
     }
 }
@@ -127,9 +126,9 @@ pub async fn serve_connection(
         );
         return;
     };
-    if let Some(routes) = transparent.own_listener(original) {
+    if let Some(serves) = transparent.own_listener(original) {
         state.metrics.record_transparent_connection("own_listener");
-        crate::proxy::listener::serve_http(state, routes, stream, peer, stopping).await;
+        crate::proxy::listener::serve_connection(state, serves, stream, peer, stopping).await;
         return;
     }
     // The kernel refuses new connects while the kill switch is thrown; one accepted just
