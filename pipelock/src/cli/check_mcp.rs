@@ -257,6 +257,7 @@ fn json_report(config: &Config, verdict: Verdict, outcomes: &[Outcome]) -> Value
                     message["verdict"] = json!("block");
                 }
             }
+            Inspection::Strip { message: sent, .. } => message["stripped"] = sent.clone(),
             Inspection::Allow | Inspection::Warn(_) => {}
         }
         messages.push(message);

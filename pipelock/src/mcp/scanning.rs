@@ -109,6 +109,7 @@ impl ScanningInspector {
             Inspection::Warn(findings) => scanner_of(findings.first()),
             Inspection::Block(blocked) => scanner_of(blocked.findings.first()),
             Inspection::Redirect(_) => "tool_policy".to_string(),
+            Inspection::Strip { findings, .. } => scanner_of(findings.first()),
         };
         self.metrics
             .record_mcp_message(subject.from.label(), inspection.name(), &scanner);
@@ -135,6 +136,11 @@ impl ScanningInspector {
                     }
                 }
             }
+            Inspection::Strip { findings, .. } => {
+                for finding in findings {
+                    tracing::warn!(session, direction, method, tool, rule = %finding.rule_id, scanner = %finding.scanner, severity = %finding.severity, detail = %finding.preview, "injection stripped from an MCP message");
+                }
+            }
             Inspection::Redirect(redirected) => {
                 tracing::warn!(session, direction, method, tool, profile = %redirected.profile, "MCP tool call redirected");
                 for finding in &redirected.findings {
@@ -149,6 +155,7 @@ impl ScanningInspector {
         self.report(subject, &inspection);
         match inspection {
             Inspection::Allow | Inspection::Warn(_) => Decision::Forward,
+            Inspection::Strip { message, .. } => Decision::Replace(message),
             Inspection::Block(blocked) => match blocked.reply {
                 Some(reply) if reply.to == Peer::Client || subject.from == Direction::Client => {
                     Decision::Replace(reply.message)

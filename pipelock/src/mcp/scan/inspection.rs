@@ -69,6 +69,12 @@ pub enum Inspection {
     /// Do not forward it; answer the client with the redirect profile's output
     /// ([`crate::mcp::redirect`]).
     Redirect(Redirected),
+    /// Forward this instead: the server's message with injection cut out of its text
+    /// (`response_scanning.action: strip`); the findings only warn.
+    Strip {
+        message: Value,
+        findings: Vec<Finding>,
+    },
 }
 
 impl Inspection {
@@ -112,7 +118,9 @@ impl Inspection {
         };
         match self {
             Self::Allow => {}
-            Self::Warn(findings) => judgement.warnings.extend(findings),
+            Self::Warn(findings) | Self::Strip { findings, .. } => {
+                judgement.warnings.extend(findings);
+            }
             Self::Block(blocked) => {
                 for (i, finding) in blocked.findings.into_iter().enumerate() {
                     if i < blocked.blocking {
@@ -144,7 +152,7 @@ impl Inspection {
     pub fn verdict(&self) -> Verdict {
         match self {
             Self::Allow => Verdict::Allow,
-            Self::Warn(_) | Self::Redirect(_) => Verdict::Warn,
+            Self::Warn(_) | Self::Redirect(_) | Self::Strip { .. } => Verdict::Warn,
             Self::Block(_) => Verdict::Block,
         }
     }
@@ -175,13 +183,13 @@ impl Inspection {
     pub fn findings(&self) -> &[Finding] {
         match self {
             Self::Allow => &[],
-            Self::Warn(findings) => findings,
+            Self::Warn(findings) | Self::Strip { findings, .. } => findings,
             Self::Block(blocked) => &blocked.findings,
             Self::Redirect(redirected) => &redirected.findings,
         }
     }
 
-    /// A short name: allow, warn, block or redirect.
+    /// A short name: allow, warn, block, redirect or strip.
     #[must_use]
     pub fn name(&self) -> &'static str {
         match self {
@@ -189,6 +197,7 @@ impl Inspection {
             Self::Warn(_) => "warn",
             Self::Block(_) => "block",
             Self::Redirect(_) => "redirect",
+            Self::Strip { .. } => "strip",
         }
     }
 }

@@ -76,6 +76,9 @@ pub struct McpScanner {
     unknown_tool_blocks: bool,
     no_baseline_blocks: bool,
     response_blocks: bool,
+    /// `response_scanning.action: strip`: injection is cut out of server messages where it
+    /// can be, instead of blocking them.
+    response_strip: bool,
     chains: Option<ChainDetector>,
     policy: ToolPolicy,
     redirect_profiles: BTreeMap<String, RedirectProfile>,
@@ -132,6 +135,8 @@ impl McpScanner {
             unknown_tool_blocks: config.mcp_session_binding.unknown_tool_action
                 == BlockOrWarn::Block,
             no_baseline_blocks: config.mcp_session_binding.no_baseline_action == BlockOrWarn::Block,
+            response_strip: config.response_scanning.enabled
+                && config.response_scanning.action == ResponseAction::Strip,
             response_blocks: config.response_scanning.enabled
                 && config.response_scanning.action != ResponseAction::Warn,
             chains,

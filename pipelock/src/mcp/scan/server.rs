@@ -38,15 +38,20 @@ impl McpScanner {
             }
         }
         if !message.is_array() {
-            let (_, parsed) = classified[0];
-            return self.server_one(session, answers, parsed);
+            let (value, parsed) = classified[0];
+            return self.server_one(session, answers, value, parsed);
         }
         let mut judgement = Judgement::default();
         let mut replaced = Vec::with_capacity(classified.len());
+        let mut stripped_any = false;
         for (value, parsed) in classified {
             let answered = answers.and_then(|a| matching_request(a, parsed.id()));
-            let inspection = self.server_one(session, answered, parsed);
+            let inspection = self.server_one(session, answered, value, parsed);
             match &inspection {
+                Inspection::Strip { message, .. } => {
+                    stripped_any = true;
+                    replaced.push(message.clone());
+                }
                 Inspection::Block(blocked) => {
                     // A server request or notification inside a batch is dropped.
                     if let Some(Reply {
@@ -60,6 +65,12 @@ impl McpScanner {
                 _ => replaced.push(value.clone()),
             }
             inspection.merge_into(&mut judgement);
+        }
+        if stripped_any && judgement.block.is_none() {
+            return Inspection::Strip {
+                message: Value::Array(replaced),
+                findings: judgement.warnings,
+            };
         }
         Inspection::from_judgement(judgement, RESPONSE_BLOCKED, "response", |_| {
             Some(Reply {
@@ -83,10 +94,13 @@ impl McpScanner {
         &self,
         session: &mut Session,
         answers: Option<&Value>,
+        value: &Value,
         message: Message<'_>,
     ) -> Inspection {
         let mut judgement = Judgement::default();
         let response_scan = self.enforcement(self.response_blocks);
+        // The member of `value` replaced by its stripped copy (`response_scanning: strip`).
+        let mut stripped: Option<(&str, Value)> = None;
         let reply = match message {
             Message::Result { id, result } => {
                 let method = answered_method(session, answers, id);
@@ -102,30 +116,48 @@ impl McpScanner {
                     if method.is_none() {
                         judgement.add_judged(vec![unsolicited(id)], response_scan);
                     }
-                    judgement.add_judged(self.injection_in(result, "result"), response_scan);
+                    stripped = self
+                        .judge_part(result, "result", &mut judgement)
+                        .map(|copy| ("result", copy));
                 }
                 Some((Peer::Client, id))
             }
             Message::Error { id, error } => {
                 answered_method(session, answers, id);
-                judgement.add_judged(self.injection_in(error, "error"), response_scan);
+                stripped = self
+                    .judge_part(error, "error", &mut judgement)
+                    .map(|copy| ("error", copy));
                 Some((Peer::Client, id))
             }
             // sampling/createMessage, elicitation/create, …: the server asks the client's
             // model something; a refusal goes back to the server.
             Message::Request { id, params, .. } => {
                 if let Some(params) = params {
-                    judgement.add_judged(self.injection_in(params, "params"), response_scan);
+                    stripped = self
+                        .judge_part(params, "params", &mut judgement)
+                        .map(|copy| ("params", copy));
                 }
                 Some((Peer::Server, id))
             }
             Message::Notification { params, .. } => {
                 if let Some(params) = params {
-                    judgement.add_judged(self.injection_in(params, "params"), response_scan);
+                    stripped = self
+                        .judge_part(params, "params", &mut judgement)
+                        .map(|copy| ("params", copy));
                 }
                 None
             }
         };
+        if let (Some((member, copy)), None) = (stripped, &judgement.block) {
+            let mut message = value.clone();
+            if let Some(object) = message.as_object_mut() {
+                object.insert(member.to_string(), copy);
+            }
+            return Inspection::Strip {
+                message,
+                findings: judgement.warnings,
+            };
+        }
         // The tool whose result this is, when the transport knows the tools/call it answers.
         let tool = answers
             .filter(|request| request.get("method").and_then(Value::as_str) == Some("tools/call"))
@@ -138,6 +170,29 @@ impl McpScanner {
             })
         })
         .naming_tool(tool)
+    }
+
+    /// Judges injection in `part` (a member of a server message, named `root`). With
+    /// `response_scanning.action: strip`, matches are cut out of its strings where they
+    /// can be: when nothing that blocks is left, the findings only warn and the stripped copy
+    /// is returned to be sent instead; what cannot be cut out (seen only in a normalized or
+    /// decoded view) still blocks, as in the forward proxy.
+    fn judge_part(&self, part: &Value, root: &str, judgement: &mut Judgement) -> Option<Value> {
+        let findings = self.injection_in(part, root);
+        let scan = self.enforcement(self.response_blocks);
+        if self.response_strip && !findings.is_empty() {
+            let mut copy = part.clone();
+            if strip_strings(&mut copy, &|text| self.scanner.strip_inbound(text)) {
+                let mut after = Judgement::default();
+                after.add_judged(self.injection_in(&copy, root), scan);
+                if after.block.is_none() {
+                    judgement.add_judged(findings, self.enforcement(false));
+                    return Some(copy);
+                }
+            }
+        }
+        judgement.add_judged(findings, scan);
+        None
     }
 
     /// Injection in every string value of `value` (not keys: a response's shape is the
@@ -277,5 +332,25 @@ fn unsolicited(id: &Value) -> Finding {
         span: 0..0,
         view: "session",
         preview: format!("id {id}"),
+    }
+}
+
+/// Replaces every string value (not key) of `value` that `strip` changes; whether any changed.
+fn strip_strings(value: &mut Value, strip: &dyn Fn(&str) -> Option<String>) -> bool {
+    match value {
+        Value::String(text) => match strip(text) {
+            Some(stripped) => {
+                *text = stripped;
+                true
+            }
+            None => false,
+        },
+        Value::Array(items) => items
+            .iter_mut()
+            .fold(false, |changed, item| strip_strings(item, strip) || changed),
+        Value::Object(map) => map
+            .values_mut()
+            .fold(false, |changed, item| strip_strings(item, strip) || changed),
+        _ => false,
     }
 }
