@@ -345,12 +345,21 @@ fn strip_strings(value: &mut Value, strip: &dyn Fn(&str) -> Option<String>) -> b
             }
             None => false,
         },
-        Value::Array(items) => items
-            .iter_mut()
-            .fold(false, |changed, item| strip_strings(item, strip) || changed),
-        Value::Object(map) => map
-            .values_mut()
-            .fold(false, |changed, item| strip_strings(item, strip) || changed),
+        Value::Array(items) => {
+            // Every item is visited: a short-circuiting `any` would leave later ones unstripped.
+            let mut changed = false;
+            for item in items.iter_mut() {
+                changed |= strip_strings(item, strip);
+            }
+            changed
+        }
+        Value::Object(map) => {
+            let mut changed = false;
+            for item in map.values_mut() {
+                changed |= strip_strings(item, strip);
+            }
+            changed
+        }
         _ => false,
     }
 }
