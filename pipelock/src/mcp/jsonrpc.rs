@@ -264,9 +264,64 @@ pub fn result_response(id: &Value, result: Value) -> Value {
     json!({"jsonrpc": "2.0", "id": id, "result": result})
 }
 
+/// The `params._meta` key in which every request of MCP 2026-07-28 and later declares its
+/// protocol revision (earlier revisions negotiate it once, in `initialize`).
+pub const PROTOCOL_VERSION_META: &str = "io.modelcontextprotocol/protocolVersion";
+/// The first revision whose results must carry `resultType` (SEP-2322's `"complete"` /
+/// `"input_required"`); clients of that revision reject a result without it.
+const FIRST_RESULT_TYPE_REVISION: &str = "2026-07-28";
+
+/// The protocol revision `request` declares in `params._meta`, if any.
+#[must_use]
+pub fn declared_protocol_version(request: &Value) -> Option<&str> {
+    request
+        .get("params")?
+        .get("_meta")?
+        .get(PROTOCOL_VERSION_META)?
+        .as_str()
+}
+
+/// A success response that Pipelock makes up itself (a redirected call's answer), shaped for
+/// the revision `request` declares: from 2026-07-28 on, a final result says
+/// `"resultType": "complete"`; for earlier revisions the result is left as it is. Revisions
+/// are `YYYY-MM-DD` dates, so they order as strings.
+#[must_use]
+pub fn synthetic_result(request: &Value, mut result: Value) -> Value {
+    let modern = declared_protocol_version(request)
+        .is_some_and(|version| version >= FIRST_RESULT_TYPE_REVISION);
+    if let (true, Some(fields)) = (modern, result.as_object_mut()) {
+        fields
+            .entry("resultType")
+            .or_insert_with(|| json!("complete"));
+    }
+    let id = request.get("id").cloned().unwrap_or(Value::Null);
+    result_response(&id, result)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn synthetic_results_follow_the_revision_the_request_declares() {
+        let call = |version: Option<&str>| {
+            let mut params = json!({"name": "t", "arguments": {}});
+            if let Some(version) = version {
+                params["_meta"] = json!({ PROTOCOL_VERSION_META: version });
+            }
+            json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": params})
+        };
+        let result = json!({"content": [], "isError": false});
+        let legacy = synthetic_result(&call(None), result.clone());
+        assert_eq!(legacy, json!({"jsonrpc": "2.0", "id": 7, "result": result}));
+        let older = synthetic_result(&call(Some("2025-11-25")), result.clone());
+        assert!(older["result"].get("resultType").is_none(), "{older}");
+        for version in ["2026-07-28", "2027-01-01"] {
+            let modern = synthetic_result(&call(Some(version)), result.clone());
+            assert_eq!(modern["result"]["resultType"], "complete", "{modern}");
+            assert_eq!(modern["id"], 7);
+        }
+    }
 
     #[test]
     fn every_kind_of_message() {

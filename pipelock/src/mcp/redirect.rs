@@ -2,9 +2,13 @@
 //! matched is answered by the profile's program. The program (`exec`, an argv; no shell) gets
 //! the JSON-RPC `tools/call` request on stdin and has `timeout` (30 s by default, as the
 //! reference) to print its answer and exit 0. Its output is scanned for injection and returned
-//! to the client as the call's result (`{"content": [{"type": "text", "text": …}]}`). A program
-//! that cannot start, exits non-zero, times out, prints too much or prints an injection blocks
-//! the call with a JSON-RPC error saying why.
+//! to the client as the call's result: `{"content": [{"type": "text", "text": …}]}`, or the
+//! handler's own `CallToolResult` when it prints a JSON object with a `content` array (the way
+//! to answer a tool that declares an `outputSchema` with `structuredContent`; a text answer to
+//! such a tool is delivered as a tool error, since clients reject a success without it). The
+//! result follows the protocol revision the request declares (`resultType` from 2026-07-28 on).
+//! A program that cannot start, exits non-zero, times out, prints too much or prints an
+//! injection blocks the call with a JSON-RPC error saying why.
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -14,7 +18,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::Command;
 
 use super::jsonrpc::code::REQUEST_BLOCKED;
-use super::jsonrpc::result_response;
+use super::jsonrpc::synthetic_result;
 use super::scan::inspection::{block_error, error_reply};
 use super::scan::{McpScanner, Redirected};
 use crate::config::RedirectProfile;
@@ -126,7 +130,6 @@ pub async fn run_profile(
 /// Answers a redirected call: the JSON-RPC response to send to the client (a synthetic
 /// `tools/call` result, or an error when the handler failed or printed an injection).
 pub async fn answer(scanner: &McpScanner, redirected: &Redirected, timeout: Duration) -> Value {
-    let id = redirected.request.get("id").cloned().unwrap_or(Value::Null);
     let outcome = match scanner.redirect_profile(&redirected.profile) {
         Some(profile) => run_profile(profile, &redirected.request, timeout).await,
         None => Err(RedirectError::UnknownProfile(redirected.profile.clone())),
@@ -140,29 +143,95 @@ pub async fn answer(scanner: &McpScanner, redirected: &Redirected, timeout: Dura
                 format!("Redirect handler failed: {error}"),
                 ScannerKind::ToolPolicy,
             );
-            return error_reply(&id, &block_error(REQUEST_BLOCKED, &finding, "request"));
+            return refusal(&redirected.request, &finding, "request");
         }
     };
     let judgement = scanner.judge_redirect_output(&output);
     if let Some(finding) = &judgement.block {
-        return error_reply(
-            &id,
-            &block_error(REQUEST_BLOCKED, finding, "redirect output"),
+        return refusal(&redirected.request, finding, "redirect output");
+    }
+    let (result, downgraded) = call_result(
+        &output,
+        &redirected.profile,
+        redirected.output_schema.as_ref(),
+    );
+    if downgraded {
+        tracing::warn!(
+            profile = %redirected.profile,
+            "redirect handler answered a tool with an outputSchema without structuredContent: \
+             delivered as a tool error (isError), as MCP clients reject such a success"
         );
     }
-    result_response(
-        &id,
-        json!({
-            "content": [{"type": "text", "text": output}],
-            "isError": false,
-            "_meta": {"pipelock": {"redirected": true, "profile": redirected.profile}},
-        }),
-    )
+    synthetic_result(&redirected.request, result)
+}
+
+/// The JSON-RPC error refusing the redirected `request`, naming its tool as every block does.
+fn refusal(request: &Value, finding: &Finding, what: &str) -> Value {
+    let mut error = block_error(REQUEST_BLOCKED, finding, what);
+    if let (Some(tool), Some(data)) = (
+        request.pointer("/params/name").and_then(Value::as_str),
+        error.data.as_object_mut(),
+    ) {
+        data.insert("tool".into(), tool.into());
+    }
+    let id = request.get("id").cloned().unwrap_or(Value::Null);
+    error_reply(&id, &error)
+}
+
+/// The `tools/call` result made of a handler's `output`: the handler's own `CallToolResult`
+/// when it printed a JSON object with a `content` array, else its text as one text block.
+/// A success without `structuredContent` for a tool that declares an `outputSchema` is not
+/// valid MCP (clients reject it), so it becomes a tool error (`isError: true`) carrying the
+/// same content; the second value says whether that happened.
+fn call_result(output: &str, profile: &str, output_schema: Option<&Value>) -> (Value, bool) {
+    let mut result = match serde_json::from_str::<Value>(output.trim()) {
+        Ok(Value::Object(fields)) if fields.get("content").is_some_and(Value::is_array) => {
+            Value::Object(fields)
+        }
+        _ => json!({"content": [{"type": "text", "text": output}], "isError": false}),
+    };
+    let is_error = result.get("isError").and_then(Value::as_bool) == Some(true);
+    let downgraded =
+        output_schema.is_some() && !is_error && result.get("structuredContent").is_none();
+    if downgraded {
+        result["isError"] = json!(true);
+    }
+    if !result.get("_meta").is_some_and(Value::is_object) {
+        result["_meta"] = json!({});
+    }
+    result["_meta"]["pipelock"] = json!({"redirected": true, "profile": profile});
+    (result, downgraded)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn handler_output_becomes_a_call_result_that_clients_accept() {
+        let schema = json!({"type": "object", "properties": {"result": {"type": "string"}}});
+        // Plain text, no output schema: a text success.
+        let (text, downgraded) = call_result("queued\n", "review", None);
+        assert!(!downgraded);
+        assert_eq!(text["content"][0]["text"], "queued\n");
+        assert_eq!(text["isError"], false);
+        assert_eq!(text["_meta"]["pipelock"]["profile"], "review");
+        // Plain text for a tool with an output schema: a tool error, same content.
+        let (text, downgraded) = call_result("queued", "review", Some(&schema));
+        assert!(downgraded);
+        assert_eq!(text["isError"], true);
+        assert_eq!(text["content"][0]["text"], "queued");
+        // The handler's own result with structured content is kept, _meta merged.
+        let own = r#"{"content":[{"type":"text","text":"ok"}],"structuredContent":{"result":"ok"},"_meta":{"x":1}}"#;
+        let (own, downgraded) = call_result(own, "review", Some(&schema));
+        assert!(!downgraded);
+        assert_eq!(own["structuredContent"]["result"], "ok");
+        assert_eq!(own["_meta"]["x"], 1);
+        assert_eq!(own["_meta"]["pipelock"]["redirected"], true);
+        // JSON that is not a result is text.
+        let (list, _) = call_result("[1, 2]", "review", None);
+        assert_eq!(list["content"][0]["text"], "[1, 2]");
+    }
 
     fn profile(script: &str) -> RedirectProfile {
         RedirectProfile {

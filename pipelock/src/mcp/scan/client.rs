@@ -117,9 +117,14 @@ impl McpScanner {
         if judgement.block.is_none() {
             if let (Some(profile), true) = (redirect, self.enforcing()) {
                 if self.redirect_profiles.contains_key(&profile) {
+                    let output_schema = call
+                        .and_then(|(tool, _)| session.tools.get(tool))
+                        .and_then(|definition| definition.get("outputSchema"))
+                        .cloned();
                     return Inspection::Redirect(Redirected {
                         profile,
                         request: value.clone(),
+                        output_schema,
                         findings: judgement.warnings,
                     });
                 }

@@ -54,6 +54,9 @@ pub struct Redirected {
     pub profile: String,
     /// The `tools/call` request as the client sent it (the handler's stdin).
     pub request: Value,
+    /// The tool's `outputSchema` from the session's listing, when it declares one: the
+    /// answer must then carry `structuredContent` to count as a success.
+    pub output_schema: Option<Value>,
     pub findings: Vec<Finding>,
 }
 
