@@ -1,7 +1,7 @@
-"""A FastMCP server for Pipelock's end-to-end tests (tests/tests/mcp_fastmcp.rs).
+"""A FastMCP server for Pipelock's end-to-end tests (tests/tests/mcp_fastmcp.rs, mcp_policy.rs).
 
-    python fastmcp_server.py http PORT [poisoned]   # Streamable HTTP on 127.0.0.1:PORT/mcp
-    python fastmcp_server.py stdio [poisoned]       # newline-delimited JSON-RPC on stdin/stdout
+    python fastmcp_server.py http PORT [poisoned] [agent] [calllog=PATH]  # Streamable HTTP on 127.0.0.1:PORT/mcp
+    python fastmcp_server.py stdio [poisoned] [agent] [calllog=PATH]      # newline-delimited JSON-RPC on stdin/stdout
 
 Tools:
 - `add`: clean, adds two integers.
@@ -10,9 +10,13 @@ Tools:
   extra parameter, so the second `tools/list` serves a changed definition (a rug pull).
 - `notes` (only with `poisoned`): its definition hides an instruction deep in its input
   schema, in the description of the `note` parameter.
+- `list_files`, `read_file`, `run_command`, `http_post` (only with `agent`): the tools of an
+  agent with file, shell and network access, for the tool-policy and chain tests. They only
+  pretend: nothing is listed, read, run or sent; each answers with what it would have done.
 
 Every tool call that reaches the server is logged to stderr as `CALL <name>` (stdout is the
-stdio transport), every listing as `LIST <n>`.
+stdio transport), every listing as `LIST <n>`; with an argument `calllog=PATH` these lines are
+also appended to PATH (for the stdio tests, whose client keeps the server's stderr).
 """
 
 import sys
@@ -55,8 +59,37 @@ def notes(title: str, note: Annotated[str, Field(description=POISON)] = "") -> s
     return f"saved {title}"
 
 
+def list_files(directory: str) -> str:
+    """List the files in a directory."""
+    return f"{directory}: config.yml, README.md"
+
+
+def read_file(path: str) -> str:
+    """Read a text file."""
+    return f"contents of {path}: name: demo"
+
+
+def run_command(command: str) -> str:
+    """Run a shell command."""
+    return f"ran: {command}"
+
+
+def http_post(url: str, body: str) -> str:
+    """Send an HTTP POST request."""
+    return f"posted {len(body)} bytes to {url}"
+
+
+AGENT_TOOLS = (list_files, read_file, run_command, http_post)
+
+
+CALL_LOG = next((a.split("=", 1)[1] for a in sys.argv[1:] if a.startswith("calllog=")), None)
+
+
 def log(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
+    if CALL_LOG:
+        with open(CALL_LOG, "a", encoding="utf-8") as out:
+            out.write(line + "\n")
 
 
 class RugPull(Middleware):
@@ -85,6 +118,9 @@ def main() -> None:
     args = sys.argv[1:]
     if "poisoned" in args:
         mcp.add_tool(Tool.from_function(notes, name="notes"))
+    if "agent" in args:
+        for tool in AGENT_TOOLS:
+            mcp.add_tool(Tool.from_function(tool))
     if args[:1] == ["http"]:
         mcp.run(
             transport="http",
@@ -96,7 +132,7 @@ def main() -> None:
     elif args[:1] == ["stdio"]:
         mcp.run(transport="stdio", show_banner=False)
     else:
-        sys.exit("usage: fastmcp_server.py http PORT [poisoned] | stdio [poisoned]")
+        sys.exit("usage: fastmcp_server.py http PORT [poisoned] [agent] | stdio [poisoned] [agent]")
 
 
 if __name__ == "__main__":

@@ -7,17 +7,16 @@
 //! All traffic stays on loopback; every process is bounded by a timeout and killed on drop.
 
 use std::io::{BufRead, BufReader, Write};
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use pipelock_e2e::mcp::{messages, pipelock_for, post, session_id, INITIALIZE};
-use pipelock_e2e::{
-    collect_lines, free_port, pipelock_bin, wait_timeout, write_file, ServerProcess,
+use pipelock_e2e::mcp::{
+    mcp_dir, messages, pipelock_for, post, session_id, venv_python, FastMcp, INITIALIZE,
 };
+use pipelock_e2e::{collect_lines, pipelock_bin, wait_timeout, write_file};
 use serde_json::Value;
 
 /// The scanning under test; `{action}` is block or warn.
@@ -25,61 +24,6 @@ const SCANNING: &str = "mcp_tool_scanning:\n  enabled: true\n  action: {action}\
 
 fn scanning(action: &str) -> String {
     SCANNING.replace("{action}", action)
-}
-
-fn mcp_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("mcp")
-}
-
-/// The venv's python with FastMCP; fails loudly when `cargo xtask setup` has not run.
-fn venv_python() -> PathBuf {
-    let python = mcp_dir().join(".venv/bin/python");
-    assert!(
-        python.is_file(),
-        "{} is missing: run `cargo xtask setup` (it installs FastMCP into tests/mcp/.venv)",
-        python.display()
-    );
-    python
-}
-
-/// `fastmcp_server.py http PORT [poisoned]`, killed on drop; its stderr (with one `CALL name`
-/// line per tool call that reaches it and one `LIST n` per listing) is collected.
-struct FastMcp {
-    server: ServerProcess,
-    port: u16,
-}
-
-impl FastMcp {
-    fn start(poisoned: bool) -> Result<Self> {
-        let port = free_port()?;
-        let mut command = Command::new(venv_python());
-        command
-            .current_dir(mcp_dir())
-            .args(["fastmcp_server.py", "http", &port.to_string()]);
-        if poisoned {
-            command.arg("poisoned");
-        }
-        let server = ServerProcess::spawn(
-            command,
-            "the FastMCP server",
-            "Uvicorn running on",
-            Duration::from_secs(30),
-        )?;
-        Ok(Self { server, port })
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}/mcp", self.port)
-    }
-
-    /// The server's log lines starting with `prefix` (`CALL`, `LIST`).
-    fn logged(&self, prefix: &str) -> Vec<String> {
-        self.server
-            .stderr()
-            .into_iter()
-            .filter(|l| l.starts_with(prefix))
-            .collect()
-    }
 }
 
 /// An initialized MCP session over HTTP at `url`.
@@ -140,7 +84,7 @@ fn rule(answer: &Value) -> &str {
 #[test]
 fn a_poisoned_tool_list_is_blocked_with_block_and_passes_unchanged_with_warn() -> Result<()> {
     // Block: a JSON-RPC error naming the poisoning rule, and no tool list.
-    let server = FastMcp::start(true)?;
+    let server = FastMcp::start(&["poisoned"])?;
     let (pipelock, _dir, mcp) = pipelock_for(&server.url(), &scanning("block"))?;
     let session = Session::open(&mcp)?;
     let answer = session.request(2, "tools/list", serde_json::json!({}))?;
@@ -183,10 +127,10 @@ fn a_poisoned_tool_list_is_blocked_with_block_and_passes_unchanged_with_warn() -
 
     // Warn: the list passes unchanged (the same as a direct first listing of another
     // instance of the server), and the finding is logged.
-    let direct_server = FastMcp::start(true)?;
+    let direct_server = FastMcp::start(&["poisoned"])?;
     let direct =
         Session::open(&direct_server.url())?.request(2, "tools/list", serde_json::json!({}))?;
-    let server = FastMcp::start(true)?;
+    let server = FastMcp::start(&["poisoned"])?;
     let (pipelock, _dir, mcp) = pipelock_for(&server.url(), &scanning("warn"))?;
     let through = Session::open(&mcp)?.request(2, "tools/list", serde_json::json!({}))?;
     assert_eq!(
@@ -209,7 +153,7 @@ fn a_poisoned_tool_list_is_blocked_with_block_and_passes_unchanged_with_warn() -
 
 #[test]
 fn a_rug_pull_on_the_second_listing_is_blocked_with_the_diff() -> Result<()> {
-    let server = FastMcp::start(false)?;
+    let server = FastMcp::start(&[])?;
     let (pipelock, _dir, mcp) = pipelock_for(&server.url(), &scanning("block"))?;
     let session = Session::open(&mcp)?;
     let first = session.request(2, "tools/list", serde_json::json!({}))?;
@@ -245,7 +189,7 @@ fn a_rug_pull_on_the_second_listing_is_blocked_with_the_diff() -> Result<()> {
 
 #[test]
 fn an_unknown_tool_call_is_blocked_before_the_server_and_a_clean_call_passes() -> Result<()> {
-    let server = FastMcp::start(false)?;
+    let server = FastMcp::start(&[])?;
     let (_pipelock, _dir, mcp) = pipelock_for(&server.url(), &scanning("block"))?;
     let session = Session::open(&mcp)?;
     let listed = session.request(2, "tools/list", serde_json::json!({}))?;

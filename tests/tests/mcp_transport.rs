@@ -11,16 +11,12 @@ use std::thread;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use pipelock_e2e::mcp::{pipelock_for, post, session_id, split_response, INITIALIZE};
+use pipelock_e2e::mcp::{mcp_dir, pipelock_for, post, session_id, split_response, INITIALIZE};
 use pipelock_e2e::{curl, describe, free_port, run_pipelock, run_with_timeout, ServerProcess};
 use serde_json::Value;
 
 /// How long one SDK session may take (it includes a 1 s long-running tool call).
 const SESSION_TIMEOUT: Duration = Duration::from_secs(90);
-
-fn mcp_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("mcp")
-}
 
 /// The server-everything entry point; fails loudly when `cargo xtask setup` has not run.
 fn everything_js() -> PathBuf {
