@@ -307,3 +307,82 @@ fn the_stdio_wrapper_blocks_the_poisoned_tool_list() -> Result<()> {
     );
     Ok(())
 }
+
+/// A `tools/call` as a client of MCP 2026-07-28 sends it: no session, the revision in
+/// `params._meta`, routing headers mirroring the body.
+fn modern_call(id: u64, name: &str, arguments: &Value) -> String {
+    serde_json::json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {
+    "name": name, "arguments": arguments,
+    "_meta": {
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientInfo": {"name": "curl", "version": "1"},
+        "io.modelcontextprotocol/clientCapabilities": {}
+    }}})
+    .to_string()
+}
+
+#[test]
+fn routing_headers_that_disagree_with_the_body_are_refused_before_the_server() -> Result<()> {
+    let server = FastMcp::start(&["agent"])?;
+    let (pipelock, _dir, mcp) = pipelock_for(&server.url(), "")?;
+    let modern = ["mcp-protocol-version: 2026-07-28", "mcp-method: tools/call"];
+    let args = serde_json::json!({"a": 19, "b": 23});
+
+    // Headers that agree with the body: the call goes through.
+    let (status, _, body) = post(
+        &mcp,
+        &modern_call(1, "add", &args),
+        &[modern[0], modern[1], "mcp-name: add"],
+    )?;
+    assert_eq!(status, 200, "{body}");
+    let answer = &messages(&body)?[0];
+    assert_eq!(
+        answer["result"]["structuredContent"]["result"], 42,
+        "{body}"
+    );
+
+    // A router reading the headers would see `add`; the body calls `run_command`.
+    let (status, _, body) = post(
+        &mcp,
+        &modern_call(2, "run_command", &serde_json::json!({"command": "id"})),
+        &[modern[0], modern[1], "mcp-name: add"],
+    )?;
+    assert_eq!(status, 400, "{body}");
+    let refusal: Value = serde_json::from_str(&body)?;
+    assert_eq!(refusal["id"], 2, "{body}");
+    assert_eq!(refusal["error"]["code"], -32020, "{body}");
+    assert_eq!(
+        refusal["error"]["data"]["error"], "header_mismatch",
+        "{body}"
+    );
+    // The method header disagreeing, and the revision header disagreeing, likewise.
+    let (status, _, body) = post(
+        &mcp,
+        &modern_call(3, "add", &args),
+        &[modern[0], "mcp-method: tools/list", "mcp-name: add"],
+    )?;
+    assert_eq!(status, 400, "{body}");
+    let (status, _, body) = post(
+        &mcp,
+        &modern_call(4, "add", &args),
+        &[
+            "mcp-protocol-version: 2025-06-18",
+            modern[1],
+            "mcp-name: add",
+        ],
+    )?;
+    assert_eq!(status, 400, "{body}");
+
+    thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        server.logged("CALL"),
+        ["CALL add"],
+        "only the agreeing call ran"
+    );
+    let logs = pipelock.stdout_lines().join("\n");
+    assert!(
+        logs.contains("routing headers disagree with the body"),
+        "{logs}"
+    );
+    Ok(())
+}

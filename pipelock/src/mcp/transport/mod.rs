@@ -19,6 +19,7 @@
 //!
 //! Status codes and headers of the upstream's answers are relayed.
 
+mod routing_headers;
 mod sse;
 pub mod upstream;
 
@@ -296,7 +297,11 @@ async fn post(
             response::error(StatusCode::SERVICE_UNAVAILABLE, "kill_switch_active", "")
         });
     }
-    // 5. Inspect the client's messages.
+    // 5. Routing headers that disagree with the body (MCP 2026-07-28).
+    if let Some(refusal) = header_mismatch(state, &parts.headers, &raw) {
+        return refusal;
+    }
+    // 6. Inspect the client's messages.
     let judged = judge_client(proxy.inspector.as_ref(), &session, &raw);
     let Some(forward) = judged.forward else {
         return match pipelock_answers(judged.answers, judged.batch) {
@@ -304,7 +309,7 @@ async fn post(
             None => accepted(),
         };
     };
-    // 6. Forward.
+    // 7. Forward.
     let upstream = match proxy
         .upstream
         .send(
@@ -318,7 +323,7 @@ async fn post(
         Ok(upstream) => upstream,
         Err(error) => return upstream_failed(state, &error.to_string(), &judged.request_ids),
     };
-    // 7. Inspect the server's messages.
+    // 8. Inspect the server's messages.
     relay(
         state,
         proxy,
@@ -331,6 +336,34 @@ async fn post(
         upstream,
     )
     .await
+}
+
+/// 400 with a JSON-RPC `-32020` when the request's `Mcp-Method`, `Mcp-Name` or
+/// `MCP-Protocol-Version` header says something else than its body; nothing is forwarded.
+fn header_mismatch(
+    state: &ServerState,
+    headers: &hyper::HeaderMap,
+    raw: &[u8],
+) -> Option<Response<Body>> {
+    if !routing_headers::any_present(headers) {
+        return None;
+    }
+    let body: Value = serde_json::from_slice(raw).ok()?;
+    let why = routing_headers::mismatch(headers, &body)?;
+    tracing::warn!(%why, "MCP request refused: routing headers disagree with the body");
+    state
+        .metrics
+        .record_mcp_message("client", "refused", "header_mismatch");
+    let id = body.get("id").cloned().unwrap_or(Value::Null);
+    Some(rpc_answer(
+        StatusCode::BAD_REQUEST,
+        &jsonrpc::error(
+            id,
+            routing_headers::HEADER_MISMATCH,
+            "header_mismatch",
+            &why,
+        ),
+    ))
 }
 
 /// Pipelock's own answers as one body: a single value, or an array for a batch.
