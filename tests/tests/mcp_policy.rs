@@ -359,6 +359,37 @@ fn a_recon_then_exfil_chain_is_blocked_at_its_last_step_within_max_gap() -> Resu
 }
 
 #[test]
+fn sessionless_clients_are_judged_apart_by_address_and_token() -> Result<()> {
+    // FastMCP's client speaks MCP 2026-07-28: no session id. Each client process below is a
+    // new connection; what ties its calls together is its address and bearer token.
+    let server = FastMcp::start(&["agent"])?;
+    let (_pipelock, _config_dir, mcp) = pipelock_for(&server.url(), CHAINS)?;
+    let post = call(
+        "http_post",
+        json!({"url": "http://127.0.0.1:9/collect", "body": "name: demo"}),
+    );
+    let recon = json!([
+        call("list_files", json!({"directory": "/srv/app"})),
+        call("read_file", json!({"path": "/srv/app/config.yml"})),
+    ]);
+    let out = fastmcp_client(&["http", &mcp, "agent-a"], &recon)?;
+    assert_eq!(
+        text(answer(&out, 1)),
+        "contents of /srv/app/config.yml: name: demo"
+    );
+    // Another agent's send does not complete agent A's chain.
+    let out = fastmcp_client(&["http", &mcp, "agent-b"], &json!([post.clone()]))?;
+    assert_eq!(
+        text(answer(&out, 0)),
+        "posted 10 bytes to http://127.0.0.1:9/collect"
+    );
+    // Agent A's own send does, from a new connection.
+    let out = fastmcp_client(&["http", &mcp, "agent-a"], &json!([post]))?;
+    assert_blocked(answer(&out, 0), "tool_chain.recon-then-exfil", "tool_chain");
+    Ok(())
+}
+
+#[test]
 fn the_fastmcp_client_without_the_right_token_gets_401_and_with_it_a_session() -> Result<()> {
     let server = FastMcp::start(&["agent"])?;
     let (_pipelock, _config_dir, mcp) =

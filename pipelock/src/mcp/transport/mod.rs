@@ -36,6 +36,7 @@ use hyper::header::{
 };
 use hyper::{HeaderMap, Method, Request, Response, StatusCode};
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 
 use crate::mcp::inspect::McpInspector;
 use crate::mcp::jsonrpc::{self, code, MAX_MESSAGE_BYTES};
@@ -184,8 +185,9 @@ async fn answer(
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_string();
+    let scan_key = scan_key(&session, peer, request.headers());
     match *request.method() {
-        Method::POST => post(state, proxy, peer, session, request).await,
+        Method::POST => post(state, proxy, peer, (session, scan_key), request).await,
         Method::GET | Method::DELETE => {
             if let Some(refusal) = kill_switch_refusal(state, peer, &[]) {
                 return refusal;
@@ -199,13 +201,14 @@ async fn answer(
             match sent {
                 Ok(upstream) => {
                     if closing && upstream.status().is_success() {
-                        proxy.inspector.session_closed(&session);
+                        proxy.inspector.session_closed(&scan_key);
                     }
                     relay(
                         state,
                         proxy,
                         Exchange {
                             session,
+                            scan_key,
                             client_headers: parts.headers,
                             requests: HashMap::new(),
                             first: Vec::new(),
@@ -242,7 +245,7 @@ async fn post(
     state: &Arc<ServerState>,
     proxy: &Arc<McpProxy>,
     peer: SocketAddr,
-    session: String,
+    (session, scan_key): (String, String),
     request: Request<Incoming>,
 ) -> Response<Body> {
     // 3. Read.
@@ -302,7 +305,7 @@ async fn post(
         return refusal;
     }
     // 6. Inspect the client's messages.
-    let judged = judge_client(proxy.inspector.as_ref(), &session, &raw);
+    let judged = judge_client(proxy.inspector.as_ref(), &scan_key, &raw);
     let Some(forward) = judged.forward else {
         return match pipelock_answers(judged.answers, judged.batch) {
             Some(answer) => rpc_answer(StatusCode::OK, &answer),
@@ -329,6 +332,7 @@ async fn post(
         proxy,
         Exchange {
             session,
+            scan_key,
             client_headers: parts.headers,
             requests: judged.requests,
             first: judged.answers,
@@ -377,10 +381,30 @@ fn pipelock_answers(mut answers: Vec<Value>, batch: bool) -> Option<Value> {
     }
 }
 
+/// The key of a request's scanning session (its chain window, pinned tools and drift
+/// baseline): the `Mcp-Session-Id`, or, for a request without one (sessionless MCP 2026-07-28
+/// traffic, or an `initialize` before the server assigns a session), the client's address and
+/// a fingerprint of its `Authorization` header, so that sessionless clients are judged apart.
+fn scan_key(session: &str, peer: SocketAddr, headers: &HeaderMap) -> String {
+    if !session.is_empty() {
+        return session.to_string();
+    }
+    let authorization = headers
+        .get(AUTHORIZATION)
+        .map(HeaderValue::as_bytes)
+        .unwrap_or_default();
+    let digest = Sha256::digest(authorization);
+    let fingerprint: String = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
+    format!("sessionless {} {fingerprint}", peer.ip())
+}
+
 /// One client request's context, for relaying the upstream's answer to it.
 pub(crate) struct Exchange {
-    /// The MCP session id (empty before the server has assigned one).
+    /// The MCP session id (empty before the server has assigned one, and for sessionless
+    /// traffic); it goes on the requests Pipelock sends the server in the client's name.
     pub session: String,
+    /// The scanning session's key (see [`scan_key`]).
+    pub scan_key: String,
     /// The client's request headers (to answer the server in the client's name).
     pub client_headers: HeaderMap,
     /// The client's forwarded requests by [`jsonrpc::id_key`], which the answer may answer.
@@ -398,17 +422,21 @@ async fn relay(
 ) -> Response<Body> {
     let Exchange {
         session,
+        scan_key,
         client_headers,
         requests,
         first,
     } = exchange;
     let (parts, body) = upstream.into_parts();
     // A session assigned by this answer (to `initialize`) is the session of its messages.
-    let session = parts
+    let (session, scan_key) = match parts
         .headers
         .get(SESSION_HEADER)
         .and_then(|v| v.to_str().ok())
-        .map_or(session, str::to_string);
+    {
+        Some(assigned) if !assigned.is_empty() => (assigned.to_string(), assigned.to_string()),
+        _ => (session, scan_key),
+    };
     let media = parts
         .headers
         .get(CONTENT_TYPE)
@@ -439,6 +467,7 @@ async fn relay(
             proxy: Arc::clone(proxy),
             exchange: Exchange {
                 session,
+                scan_key,
                 client_headers,
                 requests,
                 first,
@@ -455,7 +484,7 @@ async fn relay(
         let judged = if raw.is_empty() {
             ServerJudgement::unchanged()
         } else {
-            judge_server(proxy.inspector.as_ref(), &session, &requests, &raw)
+            judge_server(proxy.inspector.as_ref(), &scan_key, &requests, &raw)
         };
         answer_server(state, proxy, &client_headers, &session, judged.to_server);
         let body = match (judged.to_client, first.is_empty()) {
@@ -663,6 +692,29 @@ mod tests {
         )
         .expect("proxy");
         assert!(open.authorized(&hyper::HeaderMap::new()));
+    }
+
+    #[test]
+    fn sessionless_clients_are_scanned_apart_by_address_and_token() {
+        let a: SocketAddr = "10.0.0.1:5000".parse().expect("address");
+        let b: SocketAddr = "10.0.0.2:5000".parse().expect("address");
+        let token = |t: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(AUTHORIZATION, HeaderValue::from_str(t).expect("header"));
+            headers
+        };
+        let none = HeaderMap::new();
+        assert_eq!(scan_key("abc", a, &none), "abc");
+        assert_eq!(scan_key("abc", b, &token("Bearer x")), "abc");
+        let key = scan_key("", a, &token("Bearer x"));
+        assert!(key.starts_with("sessionless 10.0.0.1 "), "{key}");
+        assert!(!key.contains("Bearer"), "{key}");
+        // Another port of the same client is the same client.
+        let a2: SocketAddr = "10.0.0.1:6000".parse().expect("address");
+        assert_eq!(key, scan_key("", a2, &token("Bearer x")));
+        assert_ne!(key, scan_key("", b, &token("Bearer x")));
+        assert_ne!(key, scan_key("", a, &token("Bearer y")));
+        assert_ne!(key, scan_key("", a, &none));
     }
 
     #[test]

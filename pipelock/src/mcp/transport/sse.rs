@@ -134,7 +134,7 @@ impl SseRelay {
         let exchange = &self.exchange;
         let judged = judge_server(
             self.proxy.inspector.as_ref(),
-            &exchange.session,
+            &exchange.scan_key,
             &exchange.requests,
             data.as_bytes(),
         );
