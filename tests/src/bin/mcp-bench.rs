@@ -73,6 +73,7 @@ fn main() {
 
 fn run() -> Result<()> {
     let binary = pipelock_binary()?;
+    let load_before = load_average();
     let fixed_plan = Plan {
         rounds: env_number("PIPELOCK_BENCH_ROUNDS", FIXED.rounds, 1..=100),
         calls: env_number("PIPELOCK_BENCH_CALLS", FIXED.calls, 1..=100_000),
@@ -179,8 +180,11 @@ fn run() -> Result<()> {
         met(scan_us <= TARGET_TOOLS_LIST_US)
     );
     println!(
-        "\nThis machine's speed, for comparison with other runs: `pipelock bench` measures `{}` at {yardstick_us:.1} µs/op.",
-        scanner_bench::INJECTION
+        "\nThis machine, for comparison with other runs: `pipelock bench` measures `{}` at \
+{yardstick_us:.1} µs/op; the load average (1 min) was {load_before} at the start and {} at the end \
+(every process here shares the same cores).",
+        scanner_bench::INJECTION,
+        load_average()
     );
 
     println!(
@@ -310,6 +314,14 @@ fn verdicts(counts: &[(String, u64)]) -> String {
         .map(|(verdict, count)| format!("{count} {verdict}"))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// The 1-minute load average from `/proc/loadavg`, or "unknown".
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|text| text.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "unknown".to_string())
 }
 
 /// The `pipelock` binary: `$PIPELOCK_BIN` (set by `cargo xtask bench-mcp` to the release
