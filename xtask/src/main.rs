@@ -1,9 +1,11 @@
-//! Developer tasks: `cargo xtask setup | build | run | test | bench-proxy | bench-intercept`.
+//! Developer tasks: `cargo xtask setup | build | run | test | bench-proxy | bench-intercept |
+//! bench-mcp`.
 //!
 //! `setup` installs what the build needs, idempotently, from Debian's packages and crates.io
 //! only; every other task runs it first, so the README's two commands work on a fresh machine.
 
 mod bench_intercept;
+mod bench_mcp;
 mod bench_proxy;
 mod prerequisites;
 mod tasks;
@@ -52,6 +54,11 @@ enum Task {
     /// proxy (as root); prints markdown tables and writes them to
     /// `<target dir>/bench-intercept.md`.
     BenchIntercept,
+    /// Set up, build (release) and measure what the MCP reverse proxy adds to a `tools/call`
+    /// round trip, against an in-process fixed-cost MCP server and the reference
+    /// server-everything, and how long scanning a `tools/list` of 100 tools takes (no root
+    /// needed); prints markdown tables and writes them to `<target dir>/bench-mcp.md`.
+    BenchMcp,
 }
 
 fn main() -> ExitCode {
@@ -63,6 +70,7 @@ fn main() -> ExitCode {
         Task::Test { args } => prerequisites::install().and_then(|()| tasks::test(&args)),
         Task::BenchProxy => bench_proxy::run(),
         Task::BenchIntercept => bench_intercept::run(),
+        Task::BenchMcp => bench_mcp::run(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
