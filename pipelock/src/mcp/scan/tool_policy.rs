@@ -13,7 +13,7 @@ use serde_json::Value;
 use super::strings::leaves;
 use crate::config::{McpToolPolicy, RuleAction, Severity};
 use crate::scan::finding::{Finding, ScannerKind};
-use crate::scan::normalize::normalize;
+use crate::scan::normalize::{lower_ascii, normalize};
 use crate::scan::shell::deobfuscate;
 
 /// Tools that write files (for the rules on paths, which a read of the same path does not trip).
@@ -259,7 +259,9 @@ fn argument_views(arguments: Option<&Value>, key: Option<&str>) -> Vec<String> {
     }
     let joined = parts.join(" ");
     let (expanded, _) = deobfuscate(&joined);
-    let normalized = normalize(&joined);
+    // ASCII arguments (nearly all) need only lowercasing and whitespace folding, which is
+    // what `normalize` does to them, at a fraction of its Unicode cost.
+    let normalized = lower_ascii(&joined).unwrap_or_else(|| normalize(&joined));
     let mut views = vec![joined];
     for view in [expanded, normalized] {
         if !views.contains(&view) {
