@@ -7,7 +7,7 @@
 //! normalized (invisible characters and homoglyphs folded). The strictest action among the
 //! matching rules wins: block > redirect > warn (`ask` cannot be answered here, so it blocks).
 
-use regex::{Regex, RegexBuilder};
+use regex::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
 use serde_json::Value;
 
 use super::strings::leaves;
@@ -77,6 +77,8 @@ struct Rule {
     arg_key: String,
     redirect_profile: String,
     builtin: bool,
+    /// This rule's index in `ToolPolicy::args_set`, when it has an argument regex.
+    set_index: Option<usize>,
 }
 
 /// What the policy says about one call.
@@ -92,6 +94,9 @@ pub struct PolicyOutcome {
 #[derive(Debug)]
 pub struct ToolPolicy {
     rules: Vec<Rule>,
+    /// Every rule's argument regex in one set, in rule order (`Rule::set_index`): one pass
+    /// per argument view says which unkeyed rules match, instead of one search per rule.
+    args_set: RegexSet,
 }
 
 fn compile(rule: &str, regex: &str) -> Result<Regex, ToolPolicyBuildError> {
@@ -126,6 +131,7 @@ impl ToolPolicy {
                 arg_key: String::new(),
                 redirect_profile: String::new(),
                 builtin: true,
+                set_index: None,
             });
         }
         for rule in &config.rules {
@@ -145,9 +151,25 @@ impl ToolPolicy {
                 arg_key: rule.arg_key.clone(),
                 redirect_profile: rule.redirect_profile.clone(),
                 builtin: false,
+                set_index: None,
             });
         }
-        Ok(Self { rules })
+        let mut patterns = Vec::new();
+        for rule in &mut rules {
+            if let Some(args) = &rule.args {
+                rule.set_index = Some(patterns.len());
+                patterns.push(args.as_str().to_string());
+            }
+        }
+        let args_set = RegexSetBuilder::new(&patterns)
+            .case_insensitive(true)
+            .size_limit(64 * 1024 * 1024)
+            .build()
+            .map_err(|source| ToolPolicyBuildError {
+                rule: "(all argument patterns together)".to_string(),
+                source,
+            })?;
+        Ok(Self { rules, args_set })
     }
 
     /// The built-in rules alone, each only warning: the policy of an MCP front door whose
@@ -167,6 +189,12 @@ impl ToolPolicy {
     #[must_use]
     pub fn evaluate(&self, tool: &str, arguments: Option<&Value>) -> PolicyOutcome {
         let all = argument_views(arguments, None);
+        let mut matched_all = vec![false; self.args_set.len()];
+        for view in &all {
+            for index in self.args_set.matches(view).iter() {
+                matched_all[index] = true;
+            }
+        }
         let mut outcome = PolicyOutcome::default();
         let mut strictest: Option<(u8, &Rule)> = None;
         for rule in &self.rules {
@@ -183,9 +211,10 @@ impl ToolPolicy {
                 }
                 &keyed
             };
-            let matched = match &rule.args {
-                Some(regex) => views.iter().any(|v| regex.is_match(v)),
-                None => true,
+            let matched = match (&rule.args, rule.set_index) {
+                (Some(_), Some(index)) if rule.arg_key.is_empty() => matched_all[index],
+                (Some(regex), _) => views.iter().any(|v| regex.is_match(v)),
+                (None, _) => true,
             };
             if !matched {
                 continue;
