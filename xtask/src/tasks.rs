@@ -170,6 +170,41 @@ fn parse_test_result(line: &str) -> Option<(u64, u64)> {
     Some((count("passed")?, count("failed")?))
 }
 
+/// Builds `pipelock` and the e2e crate's benchmark binary `bench` in release, runs it with
+/// `PIPELOCK_BIN` naming that `pipelock`, prints its markdown report and writes it to
+/// `<target dir>/<bench>.md` (`intercept-bench` → `bench-intercept.md`, `mcp-bench` →
+/// `bench-mcp.md`). The prerequisites are the caller's to install first.
+///
+/// # Errors
+/// A build failed, the benchmark could not run or failed, or the report cannot be written.
+pub fn run_bench_binary(bench: &str, report: &str) -> Result<()> {
+    build(true)?;
+    run_checked(cargo().args([
+        "build",
+        "--release",
+        "--package",
+        "pipelock-e2e",
+        "--bin",
+        bench,
+    ]))?;
+    let target_dir = target_dir()?;
+    let binary = target_dir.join("release").join(bench);
+    let output = Command::new(&binary)
+        .env("PIPELOCK_BIN", target_dir.join("release").join("pipelock"))
+        .stderr(Stdio::inherit())
+        .output()
+        .with_context(|| format!("cannot run {}", binary.display()))?;
+    let text = String::from_utf8_lossy(&output.stdout).to_string();
+    print!("{text}");
+    if !output.status.success() {
+        bail!("{} failed with {}", binary.display(), output.status);
+    }
+    let path = target_dir.join(report);
+    std::fs::write(&path, &text).with_context(|| format!("cannot write {}", path.display()))?;
+    eprintln!("xtask: {bench}: report written to {}", path.display());
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::parse_test_result;
