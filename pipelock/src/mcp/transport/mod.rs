@@ -119,13 +119,6 @@ pub(crate) async fn serve_connection(
     peer: SocketAddr,
     stopping: tokio::sync::watch::Receiver<bool>,
 ) {
-    // An event stream goes out in several small writes (head and first event, each later
-    // event, the last chunk). With Nagle's algorithm on, each write after the first waits for
-    // the client's ACK of the previous one, which a client waiting for the rest delays by
-    // 40 ms: a relayed SSE answer took 40 ms longer than the server's.
-    if let Err(error) = stream.set_nodelay(true) {
-        tracing::debug!(%peer, %error, "cannot set TCP_NODELAY on an MCP connection");
-    }
     let handler = move |request| {
         let state = Arc::clone(&state);
         let proxy = Arc::clone(&proxy);
