@@ -297,10 +297,11 @@ fn request_latency(
     rounds: usize,
     stop: &Arc<Stop>,
 ) -> Result<()> {
-    use http_latency::{CaseSamples, Origin, PipelockRun, PATH};
+    use http_latency::{Origin, PipelockRun, PATH};
+    use pipelock_e2e::bench::RoundSamples as CaseSamples;
 
     let requests: u32 = env_number("PIPELOCK_BENCH_REQUESTS", REQUESTS);
-    let binary = pipelock_binary()?;
+    let binary = pipelock_e2e::bench::pipelock_binary()?;
     let origin = Origin::start("127.0.0.2:0")?;
     let host = origin.addr.to_string();
     let absolute = format!("http://{host}{PATH}");
@@ -420,24 +421,6 @@ Pipelock counted {forwarded} forward-proxy and {transparently} transparent reque
         transparent_p90 / forward_p90
     );
     Ok(())
-}
-
-/// The `pipelock` binary: `$PIPELOCK_BIN` (set by `cargo xtask bench-intercept` to the release
-/// build), else the one next to this binary (`target/<profile>/pipelock`).
-fn pipelock_binary() -> Result<PathBuf> {
-    let path = match std::env::var_os("PIPELOCK_BIN") {
-        Some(path) => PathBuf::from(path),
-        None => std::env::current_exe()?
-            .parent()
-            .context("this binary has no directory")?
-            .join("pipelock"),
-    };
-    ensure!(
-        path.is_file(),
-        "the pipelock binary {} does not exist: build it (`cargo build --release -p pipelock`) or set PIPELOCK_BIN",
-        path.display()
-    );
-    Ok(path)
 }
 
 /// (name, runs, total ns) of the Pipelock programs that ran, from the kernel's statistics.

@@ -28,10 +28,9 @@ mod servers;
 #[path = "mcp-bench/upstream.rs"]
 mod upstream;
 
-use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 
-use anyhow::{ensure, Context, Result};
+use anyhow::{ensure, Result};
 use serde_json::json;
 
 use client::ToolCall;
@@ -72,7 +71,7 @@ fn main() {
 }
 
 fn run() -> Result<()> {
-    let binary = pipelock_binary()?;
+    let binary = pipelock_e2e::bench::pipelock_binary()?;
     let load_before = load_average();
     let fixed_plan = Plan {
         rounds: env_number("PIPELOCK_BENCH_ROUNDS", FIXED.rounds, 1..=100),
@@ -207,12 +206,12 @@ server-everything: {reference_warmup} untimed and {reference_calls} timed calls 
         reference_settle = reference_plan.settle,
         fixed_warmup = fixed_plan.warmup,
         fixed_calls = fixed_plan.calls,
-        fixed_total = fixed.direct.count(),
+        fixed_total = fixed.direct.all.len(),
         tool = upstream::TOOL,
         text_len = upstream::forecast_text().len(),
         reference_warmup = reference_plan.warmup,
         reference_calls = reference_plan.calls,
-        reference_total = reference.direct.count(),
+        reference_total = reference.direct.all.len(),
         echo_len = ECHO_MESSAGE.len(),
     );
     println!(
@@ -294,8 +293,8 @@ fn spread(comparison: &Comparison) -> String {
 }
 
 /// "a–b µs" of a path's round p50s.
-fn range(samples: &latency::PathSamples) -> String {
-    let (low, high) = Comparison::round_range_us(samples);
+fn range(samples: &pipelock_e2e::bench::RoundSamples) -> String {
+    let (low, high) = samples.round_spread_us();
     format!("{low:.1}–{high:.1} µs")
 }
 
@@ -335,24 +334,6 @@ fn load_average() -> String {
         .ok()
         .and_then(|text| text.split_whitespace().next().map(str::to_string))
         .unwrap_or_else(|| "unknown".to_string())
-}
-
-/// The `pipelock` binary: `$PIPELOCK_BIN` (set by `cargo xtask bench-mcp` to the release
-/// build), else the one next to this binary (`target/<profile>/pipelock`).
-fn pipelock_binary() -> Result<PathBuf> {
-    let path = match std::env::var_os("PIPELOCK_BIN") {
-        Some(path) => PathBuf::from(path),
-        None => std::env::current_exe()?
-            .parent()
-            .context("this binary has no directory")?
-            .join("pipelock"),
-    };
-    ensure!(
-        path.is_file(),
-        "the pipelock binary {} does not exist: build it (`cargo build --release -p pipelock`) or set PIPELOCK_BIN",
-        path.display()
-    );
-    Ok(path)
 }
 
 /// `name` from the environment when it parses and lies in `range`, else `default`.

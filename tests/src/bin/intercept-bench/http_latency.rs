@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{ensure, Context, Result};
 use pipelock_e2e::{free_port, run_with_timeout, Pipelock};
 
 /// Read and write timeout of every socket: a request that takes this long is an error.
@@ -446,49 +446,5 @@ impl Drop for PipelockRun {
             }
             // Dropping kills it if it still runs.
         }
-    }
-}
-
-/// Percentile `p` (0–100) of sorted samples.
-pub fn percentile(sorted: &[u64], p: usize) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let index = (sorted.len() * p / 100).min(sorted.len() - 1);
-    sorted[index] as f64
-}
-
-/// One case's samples over all rounds, and each round's p50.
-#[derive(Default)]
-pub struct CaseSamples {
-    pub all: Vec<u64>,
-    pub round_p50: Vec<f64>,
-}
-
-impl CaseSamples {
-    pub fn add_round(&mut self, mut samples: Vec<u64>) -> Result<()> {
-        if samples.is_empty() {
-            bail!("a round returned no samples");
-        }
-        samples.sort_unstable();
-        self.round_p50.push(percentile(&samples, 50));
-        self.all.extend(samples);
-        Ok(())
-    }
-
-    /// (p50, p90) in µs over every sample.
-    pub fn p50_p90_us(&mut self) -> (f64, f64) {
-        self.all.sort_unstable();
-        (
-            percentile(&self.all, 50) / 1000.0,
-            percentile(&self.all, 90) / 1000.0,
-        )
-    }
-
-    /// (lowest, highest) round p50 in µs.
-    pub fn round_spread_us(&self) -> (f64, f64) {
-        let low = self.round_p50.iter().copied().fold(f64::INFINITY, f64::min);
-        let high = self.round_p50.iter().copied().fold(0.0, f64::max);
-        (low / 1000.0, high / 1000.0)
     }
 }

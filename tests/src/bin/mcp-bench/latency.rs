@@ -10,9 +10,10 @@
 
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 
 use crate::client::{Connection, Endpoint, Session, ToolCall};
+use pipelock_e2e::bench::RoundSamples;
 
 /// How many rounds, and calls per round and path.
 #[derive(Debug, Clone, Copy)]
@@ -24,40 +25,11 @@ pub struct Plan {
     pub calls: u32,
 }
 
-/// The samples of one path over all rounds, and each round's p50.
-#[derive(Debug, Default)]
-pub struct PathSamples {
-    all: Vec<u64>,
-    round_p50: Vec<f64>,
-}
-
-impl PathSamples {
-    fn add_round(&mut self, mut samples: Vec<u64>) -> Result<()> {
-        if samples.is_empty() {
-            bail!("a round returned no samples");
-        }
-        samples.sort_unstable();
-        self.round_p50.push(percentile(&samples, 50));
-        self.all.extend(samples);
-        Ok(())
-    }
-
-    /// Percentile `p` (0–100) over every sample, in µs.
-    pub fn percentile_us(&mut self, p: usize) -> f64 {
-        self.all.sort_unstable();
-        percentile(&self.all, p) / 1000.0
-    }
-
-    pub fn count(&self) -> usize {
-        self.all.len()
-    }
-}
-
 /// Both paths of one case.
 #[derive(Debug, Default)]
 pub struct Comparison {
-    pub direct: PathSamples,
-    pub proxied: PathSamples,
+    pub direct: RoundSamples,
+    pub proxied: RoundSamples,
 }
 
 impl Comparison {
@@ -72,17 +44,6 @@ impl Comparison {
             .collect();
         added.sort_by(f64::total_cmp);
         added
-    }
-
-    /// (lowest, highest) round p50 of a path, in µs.
-    pub fn round_range_us(samples: &PathSamples) -> (f64, f64) {
-        let low = samples
-            .round_p50
-            .iter()
-            .copied()
-            .fold(f64::INFINITY, f64::min);
-        let high = samples.round_p50.iter().copied().fold(0.0, f64::max);
-        (low / 1000.0, high / 1000.0)
     }
 }
 
@@ -168,17 +129,6 @@ pub fn compare(
         );
     }
     Ok(comparison)
-}
-
-/// Percentile `p` (0–100) of sorted samples.
-pub fn percentile(sorted: &[u64], p: usize) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let index = (sorted.len() * p / 100).min(sorted.len() - 1);
-    #[allow(clippy::cast_precision_loss)]
-    let value = sorted[index] as f64;
-    value
 }
 
 /// The median of `values` (sorted in place).
