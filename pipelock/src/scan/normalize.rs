@@ -39,19 +39,31 @@ pub fn lower_ascii(text: &str) -> Option<String> {
         let ws = spaces | others;
         let drop = ws & ((ws << 1) | carry);
         carry = ws >> 63;
-        if drop == 0 && others == 0 {
-            out.extend(block.iter().map(u8::to_ascii_lowercase));
-            continue;
+        let start = out.len();
+        out.extend(block.iter().map(u8::to_ascii_lowercase));
+        // The other whitespace that stays becomes a space; then the bytes of `drop` (every
+        // whitespace after the first of its run) are cut out, moving the kept stretches
+        // between them down.
+        let mut become_space = others & !drop;
+        while become_space != 0 {
+            out[start + become_space.trailing_zeros() as usize] = b' ';
+            become_space &= become_space - 1;
         }
-        for (i, &b) in block.iter().enumerate() {
-            if drop >> i & 1 == 1 {
-                continue;
-            }
-            out.push(if ws >> i & 1 == 1 {
-                b' '
+        let mut cut = drop;
+        let mut write = start + cut.trailing_zeros() as usize;
+        while cut != 0 {
+            let at = cut.trailing_zeros() as usize;
+            cut &= cut - 1;
+            let next = if cut == 0 {
+                block.len()
             } else {
-                b.to_ascii_lowercase()
-            });
+                cut.trailing_zeros() as usize
+            };
+            out.copy_within(start + at + 1..start + next, write);
+            write += next - at - 1;
+        }
+        if drop != 0 {
+            out.truncate(write);
         }
     }
     // Only ASCII bytes were written.
@@ -274,6 +286,48 @@ mod tests {
             );
         }
         assert_eq!(lower_ascii("é"), None);
+    }
+
+    /// The one-byte-at-a-time definition of [`lower_ascii`].
+    fn lower_ascii_reference(text: &str) -> String {
+        let mut out = String::new();
+        for c in text.chars() {
+            if c.is_ascii_whitespace() || c == '\x0b' {
+                if !out.ends_with(' ') {
+                    out.push(' ');
+                }
+            } else {
+                out.push(c.to_ascii_lowercase());
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn ascii_view_matches_its_definition_on_mixed_whitespace() {
+        // Deterministic pseudo-random texts of letters and every kind of whitespace, of every
+        // length up to three blocks, so that runs start, end and cross blocks anywhere.
+        let alphabet = [
+            b'a', b'Q', b'.', b' ', b'\n', b'\t', b'\r', b'\x0b', b'\x0c', b'z',
+        ];
+        let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+        for len in 0..200 {
+            for _ in 0..20 {
+                let text: String = (0..len)
+                    .map(|_| {
+                        state = state
+                            .wrapping_mul(6_364_136_223_846_793_005)
+                            .wrapping_add(1_442_695_040_888_963_407);
+                        char::from(alphabet[(state >> 33) as usize % alphabet.len()])
+                    })
+                    .collect();
+                assert_eq!(
+                    lower_ascii(&text).as_deref(),
+                    Some(lower_ascii_reference(&text).as_str()),
+                    "{text:?}"
+                );
+            }
+        }
     }
 
     #[test]
