@@ -22,7 +22,8 @@ use crate::scan::finding::{redact, Finding, ScannerKind};
 use crate::scan::injection::InjectionScanner;
 use crate::scan::normalize::{fold_leet, is_invisible, lower_ascii, may_hold_leet, normalize};
 
-/// (id, name, severity, regex on the normalized, lowercased, whitespace-collapsed text).
+/// (id, name, severity, regex on the normalized, lowercased, whitespace-collapsed text; so
+/// written in lower case).
 #[rustfmt::skip]
 const RULES: &[(&str, &str, Severity, &str)] = &[
     ("instruction_tag", "Instruction Tag", High,
@@ -71,11 +72,18 @@ pub struct PoisonDetector {
     injection: InjectionScanner,
 }
 
+/// A regex over raw text (any case).
 fn build(id: &'static str, regex: &str) -> Result<Regex, PoisonBuildError> {
     RegexBuilder::new(regex)
         .case_insensitive(true)
         .build()
         .map_err(|source| PoisonBuildError { id, source })
+}
+
+/// A regex over a lowercased view ([`matching_view`], [`param_words`]): case-sensitive, which
+/// keeps its literal prefilter small (a case-insensitive one tries every case variant).
+fn build_lowercase(id: &'static str, regex: &str) -> Result<Regex, PoisonBuildError> {
+    Regex::new(regex).map_err(|source| PoisonBuildError { id, source })
 }
 
 /// One string of a tool definition, where it was found, and whether it names a parameter.
@@ -93,18 +101,17 @@ impl PoisonDetector {
     /// Only if a built-in regex does not compile (a test proves they do).
     pub fn new(injection: InjectionScanner) -> Result<Self, PoisonBuildError> {
         let set = RegexSetBuilder::new(RULES.iter().map(|r| r.3))
-            .case_insensitive(true)
             .build()
             .map_err(|source| PoisonBuildError { id: "set", source })?;
         let rules = RULES
             .iter()
-            .map(|(id, _, _, regex)| build(id, regex))
+            .map(|(id, _, _, regex)| build_lowercase(id, regex))
             .collect::<Result<_, _>>()?;
         Ok(Self {
             set,
             rules,
-            param_secret: build("param_secret", PARAM_SECRET)?,
-            param_content: build("param_content", PARAM_CONTENT)?,
+            param_secret: build_lowercase("param_secret", PARAM_SECRET)?,
+            param_content: build_lowercase("param_content", PARAM_CONTENT)?,
             vendor_prompt: build("vendor_prompt", VENDOR_PROMPT)?,
             injection,
         })
@@ -127,7 +134,7 @@ impl PoisonDetector {
             match value {
                 Value::String(text) => {
                     joined.push_str(text);
-                    joined.push_str("\n\n");
+                    joined.push(' ');
                     if !identifier {
                         prose.push_str(text);
                         prose.push_str("\n\n");
@@ -140,7 +147,7 @@ impl PoisonDetector {
                     for (key, item) in map {
                         if in_properties {
                             joined.push_str(key);
-                            joined.push_str("\n\n");
+                            joined.push(' ');
                             let words = param_words(key);
                             suspicious_key |= self.param_secret.is_match(&words)
                                 && self.param_content.is_match(&words);
