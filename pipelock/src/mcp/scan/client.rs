@@ -117,10 +117,11 @@ impl McpScanner {
         if judgement.block.is_none() {
             if let (Some(profile), true) = (redirect, self.enforcing()) {
                 if self.redirect_profiles.contains_key(&profile) {
-                    let output_schema = call
-                        .and_then(|(tool, _)| session.tools.get(tool))
-                        .and_then(|definition| definition.get("outputSchema"))
-                        .cloned();
+                    let output_schema =
+                        call.and_then(|(tool, _)| session.tool(tool))
+                            .and_then(|mut definition| {
+                                definition.get_mut("outputSchema").map(Value::take)
+                            });
                     return Inspection::Redirect(Redirected {
                         profile,
                         request: value.clone(),

@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use super::drift::diff_summary;
+use super::drift::{canonical_json, diff_summary};
 use super::inspection::{self, Inspection, Peer, Reply};
 use super::session::{Session, MAX_TOOLS};
 use super::strings::leaves;
@@ -218,21 +218,30 @@ impl McpScanner {
             .map_or(&[], Vec::as_slice);
         let section = self.enforcement(self.tools_block);
         let first_listing = session.baseline.is_none() || session.baseline_open;
-        let mut listed: Vec<(&str, &Value)> = Vec::with_capacity(tools.len());
+        // Each listed tool with its definition as compact JSON (see `Session::tools`).
+        let mut listed: Vec<(&str, Box<[u8]>)> = Vec::with_capacity(tools.len());
+        let mut scratch = Vec::with_capacity(4096);
         for tool in tools {
             let Some(name) = tool.get("name").and_then(Value::as_str) else {
                 continue;
             };
-            listed.push((name, tool));
+            scratch.clear();
+            canonical_json(tool, &mut scratch);
+            let text: Box<[u8]> = scratch.as_slice().into();
             judgement.add_judged(self.poison.scan_tool(tool), section);
             if self.detect_drift {
-                if let Some(previous) = session.tools.get(name) {
-                    let changes = diff_summary(previous, tool);
+                let changed = session
+                    .tools
+                    .get(name)
+                    .filter(|previous| ***previous != *text);
+                if let Some(previous) = changed.and_then(|p| serde_json::from_slice(p).ok()) {
+                    let changes = diff_summary(&previous, tool);
                     if !changes.is_empty() {
                         judgement.add_judged(vec![drift(name, &changes)], section);
                     }
                 }
             }
+            listed.push((name, text));
         }
         let added: Vec<&str> = match &session.baseline {
             Some(baseline) if !first_listing => listed
@@ -269,9 +278,16 @@ impl McpScanner {
             }
             return;
         }
-        for (name, tool) in &listed {
-            if session.tools.contains_key(*name) || session.tools.len() < MAX_TOOLS {
-                session.tools.insert((*name).to_string(), (*tool).clone());
+        let names: Vec<&str> = listed.iter().map(|(name, _)| *name).collect();
+        for (name, text) in listed {
+            let room = session.tools.len() < MAX_TOOLS;
+            match session.tools.get_mut(name) {
+                Some(previous) if **previous == *text => {}
+                Some(previous) => *previous = text,
+                None if room => {
+                    session.tools.insert(name.to_string(), text);
+                }
+                None => {}
             }
         }
         let more_pages = result.get("nextCursor").is_some_and(|c| !c.is_null());
@@ -279,7 +295,7 @@ impl McpScanner {
             session
                 .baseline
                 .get_or_insert_with(Default::default)
-                .extend(listed.iter().map(|(name, _)| (*name).to_string()));
+                .extend(names.into_iter().map(str::to_string));
             session.baseline_open = more_pages;
         } else if let Some(baseline) = session.baseline.as_mut() {
             for name in added {

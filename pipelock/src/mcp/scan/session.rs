@@ -25,8 +25,10 @@ pub struct Pending {
 pub struct Session {
     pending: HashMap<String, Pending>,
     pending_order: VecDeque<String>,
-    /// Tool name → its latest definition.
-    pub(crate) tools: BTreeMap<String, Value>,
+    /// Tool name → its latest definition as compact JSON. `serde_json` writes object keys
+    /// sorted, so two definitions are the same value exactly when their texts are equal; and
+    /// keeping a text costs one allocation per tool where a cloned `Value` costs one per node.
+    pub(crate) tools: BTreeMap<String, Box<[u8]>>,
     /// The pinned inventory; `None` until the first `tools/list` answer.
     pub(crate) baseline: Option<BTreeSet<String>>,
     /// True while the first listing is still being paged (`nextCursor`): its pages join the
@@ -87,8 +89,10 @@ impl Session {
 
     /// The latest definition of a tool.
     #[must_use]
-    pub fn tool(&self, name: &str) -> Option<&Value> {
-        self.tools.get(name)
+    pub fn tool(&self, name: &str) -> Option<Value> {
+        self.tools
+            .get(name)
+            .and_then(|text| serde_json::from_slice(text).ok())
     }
 }
 
