@@ -3,21 +3,23 @@
 //! inspector, and the event is passed on at once: unchanged, byte for byte, or with its data
 //! replaced (its `id:`, `event:` and `retry:` lines kept, so resumption still works), or
 //! without its data when the inspector withheld a server request (answered to the server,
-//! [`super::answer_server`]). Events without data (comments, keep-alives) pass untouched. Nothing is buffered beyond the event
-//! in progress, which may not exceed [`MAX_MESSAGE_BYTES`].
+//! [`super::answer_server`]). Events without data (comments, keep-alives) pass untouched.
+//! Nothing is buffered beyond the event in progress, which may not exceed
+//! [`MAX_MESSAGE_BYTES`].
 //!
-//! The relay runs in its own task and hands events to the response body through a channel; it
-//! stops when the client goes away, the upstream ends, the kill switch turns on (per-event
-//! preemption) or Pipelock shuts down.
+//! The relay is the response body itself: the client connection reads the upstream as it
+//! writes, with no task or queue in between, so an answer that arrives whole (headers, one
+//! event, end) goes out in one write. It ends when the client goes away (the body is dropped),
+//! the upstream ends or fails, the kill switch turns on (checked per event) or Pipelock shuts
+//! down.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http_body_util::BodyExt;
 use hyper::body::{Body as HttpBody, Frame};
-use tokio::sync::mpsc;
 
 use super::{answer_server, Exchange, McpProxy};
 use crate::mcp::jsonrpc::MAX_MESSAGE_BYTES;
@@ -35,93 +37,35 @@ pub struct SseRelay {
     pub exchange: Exchange,
 }
 
-/// A response body fed by the relay task.
-pub struct ChannelBody {
-    events: mpsc::Receiver<Bytes>,
-}
-
-impl HttpBody for ChannelBody {
-    type Data = Bytes;
-    type Error = std::io::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
-        self.events
-            .poll_recv(cx)
-            .map(|event| event.map(|bytes| Ok(Frame::data(bytes))))
-    }
+/// The relayed stream, as the response body.
+pub struct SseBody {
+    relay: SseRelay,
+    upstream: Returning,
+    /// Bytes of the event in progress.
+    pending: Vec<u8>,
+    /// How many of `exchange.first` were sent.
+    first_sent: usize,
+    /// Resolves when Pipelock shuts down.
+    stopping: Pin<Box<dyn Future<Output = ()> + Send + Sync>>,
+    /// The upstream's body is over; what is buffered is the rest of the stream.
+    upstream_ended: bool,
+    done: bool,
 }
 
 impl SseRelay {
-    /// Starts relaying `upstream` and returns the body that carries the relayed events.
-    pub fn start(self, upstream: Returning) -> ChannelBody {
-        // A small queue: the relay reads from the upstream only as fast as the client takes.
-        let (tx, rx) = mpsc::channel(8);
-        tokio::spawn(self.run(upstream, tx));
-        ChannelBody { events: rx }
-    }
-
-    async fn run(self, mut upstream: Returning, tx: mpsc::Sender<Bytes>) {
-        for answer in &self.exchange.first {
-            if tx
-                .send(Bytes::from(format!("data: {answer}\n\n")))
-                .await
-                .is_err()
-            {
-                return;
-            }
-        }
+    /// The body that relays `upstream`.
+    pub fn start(self, upstream: Returning) -> SseBody {
         let mut stopping = self.state.stopping.subscribe();
-        let mut pending: Vec<u8> = Vec::new();
-        loop {
-            let frame = tokio::select! {
-                frame = upstream.frame() => frame,
-                () = tx.closed() => return,
-                _ = stopping.wait_for(|stop| *stop) => return,
-            };
-            let at_end = match frame {
-                Some(Ok(frame)) => {
-                    if let Ok(data) = frame.into_data() {
-                        pending.extend_from_slice(&data);
-                    }
-                    false
-                }
-                Some(Err(error)) => {
-                    tracing::debug!(%error, "MCP upstream event stream failed");
-                    return;
-                }
-                None => true,
-            };
-            while let Some(end) = event_end(&pending, at_end) {
-                let event: Vec<u8> = pending.drain(..end).collect();
-                if self.state.kill_switch.active().is_some() {
-                    self.state
-                        .metrics
-                        .record_mcp_message("server", "refused", "kill_switch");
-                    tracing::warn!("MCP event stream closed: kill switch active");
-                    return;
-                }
-                let out = self.judge(event);
-                if !out.is_empty() && tx.send(out).await.is_err() {
-                    return;
-                }
-            }
-            if pending.len() > MAX_MESSAGE_BYTES {
-                tracing::warn!(
-                    limit = MAX_MESSAGE_BYTES,
-                    "MCP event stream closed: an event exceeds the size limit"
-                );
-                return;
-            }
-            if at_end {
-                if !pending.is_empty() {
-                    let event = std::mem::take(&mut pending);
-                    let _ = tx.send(self.judge(event)).await;
-                }
-                return;
-            }
+        SseBody {
+            relay: self,
+            upstream,
+            pending: Vec::new(),
+            first_sent: 0,
+            stopping: Box::pin(async move {
+                let _ = stopping.wait_for(|stop| *stop).await;
+            }),
+            upstream_ended: false,
+            done: false,
         }
     }
 
@@ -166,6 +110,120 @@ impl SseRelay {
         }
         out.push('\n');
         Bytes::from(out)
+    }
+}
+
+impl SseBody {
+    /// The next bytes for the client from what is buffered: Pipelock's own answers first,
+    /// then the next complete event that leaves something to send (the rest of the stream
+    /// when it is over). `None` when more of the stream is needed, or at its end.
+    fn next_out(&mut self, at_end: bool) -> Option<Bytes> {
+        if let Some(answer) = self.relay.exchange.first.get(self.first_sent) {
+            self.first_sent += 1;
+            return Some(Bytes::from(format!("data: {answer}\n\n")));
+        }
+        loop {
+            let event: Vec<u8> = match event_end(&self.pending, at_end) {
+                Some(end) => self.pending.drain(..end).collect(),
+                None if at_end && !self.pending.is_empty() => std::mem::take(&mut self.pending),
+                None => return None,
+            };
+            let state = &self.relay.state;
+            if state.kill_switch.active().is_some() {
+                state
+                    .metrics
+                    .record_mcp_message("server", "refused", "kill_switch");
+                tracing::warn!("MCP event stream closed: kill switch active");
+                self.done = true;
+                return None;
+            }
+            let out = self.relay.judge(event);
+            if !out.is_empty() {
+                return Some(out);
+            }
+        }
+    }
+}
+
+impl SseBody {
+    /// With nothing left buffered, takes what the upstream already has, so that the end of
+    /// the stream is known with its last event ([`HttpBody::is_end_stream`]) and goes out in
+    /// the same write instead of a later one the client must wait for.
+    fn peek_end(&mut self, cx: &mut Context<'_>) {
+        if self.upstream_ended || self.done || !self.pending.is_empty() {
+            return;
+        }
+        match Pin::new(&mut self.upstream).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Ok(data) = frame.into_data() {
+                    self.pending.extend_from_slice(&data);
+                }
+            }
+            Poll::Ready(Some(Err(error))) => {
+                tracing::debug!(%error, "MCP upstream event stream failed");
+                self.done = true;
+            }
+            Poll::Ready(None) => self.upstream_ended = true,
+            Poll::Pending => {}
+        }
+    }
+}
+
+impl HttpBody for SseBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        let this = &mut *self;
+        loop {
+            if this.done {
+                return Poll::Ready(None);
+            }
+            if this.stopping.as_mut().poll(cx).is_ready() {
+                this.done = true;
+                continue;
+            }
+            if let Some(out) = this.next_out(this.upstream_ended) {
+                this.peek_end(cx);
+                return Poll::Ready(Some(Ok(Frame::data(out))));
+            }
+            if this.done || this.upstream_ended {
+                this.done = true;
+                continue;
+            }
+            // Only an incomplete event is buffered now.
+            if this.pending.len() > MAX_MESSAGE_BYTES {
+                tracing::warn!(
+                    limit = MAX_MESSAGE_BYTES,
+                    "MCP event stream closed: an event exceeds the size limit"
+                );
+                this.done = true;
+                continue;
+            }
+            match Pin::new(&mut this.upstream).poll_frame(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Ok(frame))) => {
+                    if let Ok(data) = frame.into_data() {
+                        this.pending.extend_from_slice(&data);
+                    }
+                }
+                Poll::Ready(Some(Err(error))) => {
+                    tracing::debug!(%error, "MCP upstream event stream failed");
+                    this.done = true;
+                }
+                Poll::Ready(None) => this.upstream_ended = true,
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done
+            || (self.upstream_ended
+                && self.pending.is_empty()
+                && self.first_sent >= self.relay.exchange.first.len())
     }
 }
 
