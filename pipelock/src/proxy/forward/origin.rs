@@ -9,7 +9,7 @@ use hyper_util::rt::TokioIo;
 
 use super::dial;
 use super::http::Target;
-use super::pool::{Key, Loan, Returning, Sender, UpstreamBody};
+use super::pool::{self, Key, Loan, Returning, Sender, UpstreamBody};
 use crate::proxy::ServerState;
 
 /// Why the exchange with the origin failed.
@@ -38,13 +38,7 @@ pub async fn send(
     request: Request<UpstreamBody>,
 ) -> Result<Response<Returning>, SendError> {
     let tls_name = target.secure.then(|| target.host.clone());
-    let pooled = addrs.iter().find_map(|addr| {
-        let key = Key {
-            addr: *addr,
-            tls_name: tls_name.clone(),
-        };
-        state.pool.checkout(&key).map(|sender| (key, sender))
-    });
+    let pooled = ready_pooled(state, addrs, tls_name.as_ref()).await;
     let request = match pooled {
         Some((key, mut sender)) => match sender.try_send_request(request).await {
             Ok(response) => return Ok(loaned(state, key, sender, response)),
@@ -60,6 +54,27 @@ pub async fn send(
     let (key, mut sender) = dial_new(state, target, addrs, tls_name).await?;
     let response = sender.send_request(request).await?;
     Ok(loaned(state, key, sender, response))
+}
+
+/// A pooled connection to one of `addrs` that is ready for a request. One whose previous
+/// exchange does not settle within [`pool::READY_TIMEOUT`], or that closed, is dropped.
+async fn ready_pooled(
+    state: &ServerState,
+    addrs: &[SocketAddr],
+    tls_name: Option<&String>,
+) -> Option<(Key, Sender)> {
+    for addr in addrs {
+        let key = Key {
+            addr: *addr,
+            tls_name: tls_name.cloned(),
+        };
+        while let Some(mut sender) = state.pool.checkout(&key) {
+            if let Ok(Ok(())) = tokio::time::timeout(pool::READY_TIMEOUT, sender.ready()).await {
+                return Some((key, sender));
+            }
+        }
+    }
+    None
 }
 
 fn loaned(

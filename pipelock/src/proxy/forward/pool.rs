@@ -5,9 +5,10 @@
 //! first; only connections to an address that passed are reused, so reuse never widens what
 //! may be reached.
 //!
-//! A connection goes back to the pool when its response body has been read to the end and
-//! hyper reports it ready for another request; a body dropped half-read closes it. Idle
-//! connections are closed after [`IDLE_TIMEOUT`].
+//! A connection goes back to the pool as soon as its response body has been read to the end
+//! (a body dropped half-read closes it); the next request to take it waits until hyper has
+//! it ready for another request ([`READY_TIMEOUT`]), which by then it almost always is. No
+//! task is spawned per request for this. Idle connections are closed after [`IDLE_TIMEOUT`].
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -37,8 +38,10 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Idle connections kept per origin address.
 const MAX_IDLE_PER_KEY: usize = 256;
 
-/// How long a finished response may take to leave its connection ready for reuse.
-const READY_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a pooled connection may take to be ready for the next request. A healthy one is
+/// ready within microseconds of its previous response's end; one that is not by then (a busy
+/// machine, a confused origin) is closed and the request goes on a new connection.
+pub const READY_TIMEOUT: Duration = Duration::from_millis(250);
 
 /// Which connections may serve a request: the vetted address, and the TLS name if any.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -59,13 +62,14 @@ pub struct Pool {
 }
 
 impl Pool {
-    /// An idle connection for `key` ready to send, the most recently used first.
+    /// An idle connection for `key` still open, the most recently used first; wait for it to
+    /// be ready ([`SendRequest::ready`]) before sending.
     pub fn checkout(&self, key: &Key) -> Option<Sender> {
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
         let list = idle.get_mut(key)?;
         let mut found = None;
         while let Some(entry) = list.pop() {
-            if entry.since.elapsed() < IDLE_TIMEOUT && entry.sender.is_ready() {
+            if entry.since.elapsed() < IDLE_TIMEOUT && !entry.sender.is_closed() {
                 found = Some(entry.sender);
                 break;
             }
@@ -115,22 +119,9 @@ pub struct Loan {
 }
 
 impl Loan {
-    /// Waits (in the background) until the connection can take another request, then pools
-    /// it; a connection the origin closes is dropped.
+    /// Pools the connection (its response was read to the end).
     fn give_back(self) {
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        runtime.spawn(async move {
-            let Loan {
-                pool,
-                key,
-                mut sender,
-            } = self;
-            if let Ok(Ok(())) = tokio::time::timeout(READY_TIMEOUT, sender.ready()).await {
-                pool.checkin(key, sender);
-            }
-        });
+        self.pool.checkin(self.key, self.sender);
     }
 }
 
