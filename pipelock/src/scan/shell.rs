@@ -114,25 +114,31 @@ impl ShellScanner {
 pub fn deobfuscate(command: &str) -> (String, Vec<&'static str>) {
     let mut tricks = Vec::new();
     let mut text = command.to_string();
-    let mut apply = |name: &'static str, text: &mut String, f: &dyn Fn(&str) -> String| {
-        let next = f(text);
-        if next != *text {
-            tricks.push(name);
-            *text = next;
-        }
-    };
-    apply("$IFS", &mut text, &|t| replace_ifs(t));
-    apply("escapes", &mut text, &|t| decode_escapes(t));
-    apply("command substitution", &mut text, &|t| {
+    // Each trick needs one of its `triggers` in the text; without one it changes nothing and
+    // is skipped (most text holds no dollar sign, backslash, backquote, quote or brace).
+    let mut apply =
+        |name: &'static str, triggers: &[u8], text: &mut String, f: &dyn Fn(&str) -> String| {
+            if !text.bytes().any(|b| triggers.contains(&b)) {
+                return;
+            }
+            let next = f(text);
+            if next != *text {
+                tricks.push(name);
+                *text = next;
+            }
+        };
+    apply("$IFS", b"$", &mut text, &|t| replace_ifs(t));
+    apply("escapes", b"$\\", &mut text, &|t| decode_escapes(t));
+    apply("command substitution", b"`$", &mut text, &|t| {
         resolve_echo_substitution(t)
     });
-    apply("variable tricks", &mut text, &|t| {
+    apply("variable tricks", b"$", &mut text, &|t| {
         t.replace("${HOME:0:1}", "/")
             .replace("$@", "")
             .replace("$*", "")
     });
-    apply("quote splicing", &mut text, &|t| splice_quotes(t));
-    apply("brace expansion", &mut text, &|t| expand_braces(t));
+    apply("quote splicing", b"'\"", &mut text, &|t| splice_quotes(t));
+    apply("brace expansion", b"{", &mut text, &|t| expand_braces(t));
     (text, tricks)
 }
 

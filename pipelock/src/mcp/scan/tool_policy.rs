@@ -291,8 +291,12 @@ fn argument_views(arguments: Option<&Value>, key: Option<&str>) -> Vec<String> {
     // ASCII arguments (nearly all) need only lowercasing and whitespace folding, which is
     // what `normalize` does to them, at a fraction of its Unicode cost.
     let normalized = lower_ascii(&joined).unwrap_or_else(|| normalize(&joined));
-    let mut views = vec![joined];
-    for view in [expanded, normalized] {
+    // Every rule matches case-insensitively, so the text as written and with obfuscation
+    // undone can be read lowercased (ASCII letters only, which changes no match): for most
+    // arguments (no whitespace runs, nothing obfuscated) the three views are then one text,
+    // read once.
+    let mut views = vec![normalized];
+    for view in [joined.to_ascii_lowercase(), expanded.to_ascii_lowercase()] {
         if !views.contains(&view) {
             views.push(view);
         }
