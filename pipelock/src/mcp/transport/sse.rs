@@ -153,7 +153,13 @@ impl SseBody {
         if self.upstream_ended || self.done || !self.pending.is_empty() {
             return;
         }
+        let _ = self.poll_upstream(cx);
+    }
+
+    /// Reads what the upstream has into `pending`, or notes its end or failure.
+    fn poll_upstream(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         match Pin::new(&mut self.upstream).poll_frame(cx) {
+            Poll::Pending => return Poll::Pending,
             Poll::Ready(Some(Ok(frame))) => {
                 if let Ok(data) = frame.into_data() {
                     self.pending.extend_from_slice(&data);
@@ -164,8 +170,8 @@ impl SseBody {
                 self.done = true;
             }
             Poll::Ready(None) => self.upstream_ended = true,
-            Poll::Pending => {}
         }
+        Poll::Ready(())
     }
 }
 
@@ -203,18 +209,8 @@ impl HttpBody for SseBody {
                 this.done = true;
                 continue;
             }
-            match Pin::new(&mut this.upstream).poll_frame(cx) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(Some(Ok(frame))) => {
-                    if let Ok(data) = frame.into_data() {
-                        this.pending.extend_from_slice(&data);
-                    }
-                }
-                Poll::Ready(Some(Err(error))) => {
-                    tracing::debug!(%error, "MCP upstream event stream failed");
-                    this.done = true;
-                }
-                Poll::Ready(None) => this.upstream_ended = true,
+            if this.poll_upstream(cx).is_pending() {
+                return Poll::Pending;
             }
         }
     }
