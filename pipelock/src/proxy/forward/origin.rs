@@ -5,11 +5,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
 
 use super::dial;
 use super::http::Target;
-use super::pool::{self, Key, Loan, Returning, Sender, UpstreamBody};
+use super::pool::{self, Conn, Key, Loan, Returning, UpstreamBody};
 use crate::proxy::ServerState;
 
 /// Why the exchange with the origin failed.
@@ -40,8 +39,8 @@ pub async fn send(
     let tls_name = target.secure.then(|| target.host.clone());
     let pooled = ready_pooled(state, addrs, tls_name.as_ref()).await;
     let request = match pooled {
-        Some((key, mut sender)) => match sender.try_send_request(request).await {
-            Ok(response) => return Ok(loaned(state, key, sender, response)),
+        Some((key, mut conn)) => match conn.send(request).await {
+            Ok(response) => return Ok(loaned(state, key, conn, response)),
             // The origin closed the idle connection before the request went out: the
             // request is untouched, so it goes on a new connection.
             Err(mut error) => match error.take_message() {
@@ -51,9 +50,12 @@ pub async fn send(
         },
         None => request,
     };
-    let (key, mut sender) = dial_new(state, target, addrs, tls_name).await?;
-    let response = sender.send_request(request).await?;
-    Ok(loaned(state, key, sender, response))
+    let (key, mut conn) = dial_new(state, target, addrs, tls_name).await?;
+    let response = conn
+        .send(request)
+        .await
+        .map_err(|error| SendError::Http(error.into_error()))?;
+    Ok(loaned(state, key, conn, response))
 }
 
 /// A pooled connection to one of `addrs` that is ready for a request. One whose previous
@@ -62,15 +64,15 @@ async fn ready_pooled(
     state: &ServerState,
     addrs: &[SocketAddr],
     tls_name: Option<&String>,
-) -> Option<(Key, Sender)> {
+) -> Option<(Key, Conn)> {
     for addr in addrs {
         let key = Key {
             addr: *addr,
             tls_name: tls_name.cloned(),
         };
-        while let Some(mut sender) = state.pool.checkout(&key) {
-            if let Ok(Ok(())) = tokio::time::timeout(pool::READY_TIMEOUT, sender.ready()).await {
-                return Some((key, sender));
+        while let Some(mut conn) = state.pool.checkout(&key) {
+            if let Ok(true) = tokio::time::timeout(pool::READY_TIMEOUT, conn.ready()).await {
+                return Some((key, conn));
             }
         }
     }
@@ -80,13 +82,13 @@ async fn ready_pooled(
 fn loaned(
     state: &ServerState,
     key: Key,
-    sender: Sender,
+    conn: Conn,
     response: Response<hyper::body::Incoming>,
 ) -> Response<Returning> {
     let loan = Loan {
         pool: Arc::clone(&state.pool),
         key,
-        sender,
+        conn,
     };
     response.map(|body| Returning::new(body, Some(loan)))
 }
@@ -96,7 +98,7 @@ async fn dial_new(
     target: &Target,
     addrs: &[SocketAddr],
     tls_name: Option<String>,
-) -> Result<(Key, Sender), SendError> {
+) -> Result<(Key, Conn), SendError> {
     let tcp = dial::connect(state, addrs)
         .await
         .map_err(|source| SendError::Connect {
@@ -107,26 +109,13 @@ async fn dial_new(
         authority: target.authority(),
         source,
     })?;
-    let sender = if target.secure {
+    let io: Box<dyn pool::OriginIo> = if target.secure {
         let tls = dial::connect_tls(state, &target.host, tcp)
             .await
             .map_err(SendError::Tls)?;
-        handshake(tls).await?
+        Box::new(tls)
     } else {
-        handshake(tcp).await?
+        Box::new(tcp)
     };
-    Ok((Key { addr, tls_name }, sender))
-}
-
-async fn handshake<S>(stream: S) -> Result<Sender, hyper::Error>
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
-{
-    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-    tokio::spawn(async move {
-        if let Err(error) = connection.await {
-            tracing::debug!(%error, "upstream connection ended with an error");
-        }
-    });
-    Ok(sender)
+    Ok((Key { addr, tls_name }, Conn::handshake(io).await?))
 }
