@@ -120,11 +120,8 @@ impl Conn {
             if let Poll::Ready(answer) = response.as_mut().poll(cx) {
                 return Poll::Ready(answer);
             }
-            if self.drive(cx).is_ready() {
-                // The connection ended and was dropped, which answered the request with an
-                // error.
-                return response.as_mut().poll(cx);
-            }
+            // If this ends the connection, dropping it answers the request with an error.
+            let _ = self.drive(cx);
             response.as_mut().poll(cx)
         })
         .await
