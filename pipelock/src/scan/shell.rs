@@ -116,12 +116,16 @@ pub fn deobfuscate(command: &str) -> (String, Vec<&'static str>) {
     let mut text = command.to_string();
     // Each trick needs one of its trigger characters in the text; without one it changes
     // nothing and is skipped (most text holds no dollar sign, backslash, backquote, quote or
-    // brace). Which triggers the command holds is read in one pass; a trick's output can
-    // only hold triggers the command held, except the `\xHH` escapes, which may produce any.
-    let mut present = [false; 128];
-    for b in command.bytes().filter(u8::is_ascii) {
-        present[usize::from(b)] = true;
-    }
+    // brace). Which characters the text holds is read in one pass, and again after a trick
+    // changed it.
+    let holds = |text: &str| {
+        let mut present = [false; 128];
+        for b in text.bytes().filter(u8::is_ascii) {
+            present[usize::from(b)] = true;
+        }
+        present
+    };
+    let mut present = holds(command);
     let mut apply =
         |name: &'static str, triggers: &[u8], text: &mut String, f: &dyn Fn(&str) -> String| {
             if !triggers.iter().any(|&t| present[usize::from(t)]) {
@@ -130,9 +134,7 @@ pub fn deobfuscate(command: &str) -> (String, Vec<&'static str>) {
             let next = f(text);
             if next != *text {
                 tricks.push(name);
-                if name == "escapes" {
-                    present = [true; 128];
-                }
+                present = holds(&next);
                 *text = next;
             }
         };
