@@ -261,12 +261,12 @@ pub async fn serve(
                 let open = Arc::clone(&open);
                 open.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 metrics.connections(1);
-                tokio::spawn(async move {
+                tokio::spawn(super::rewake::Rewoken::new(async move {
                     let _done = done;
                     connection.await;
                     open.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
                     metrics.connections(-1);
-                });
+                }));
             }
         }
     }

@@ -10,6 +10,7 @@ pub mod forward;
 mod killswitch_api;
 pub mod listener;
 pub mod response;
+mod rewake;
 pub mod transparent;
 
 pub use listener::{serve, Listener, ServerState};
