@@ -193,9 +193,10 @@ fn run() -> Result<()> {
     println!(
         "\nEach `tools/call` case: one MCP session per path (`initialize`, `notifications/initialized`, `tools/list`) \
 and untimed calls to settle (fixed-cost upstream {fixed_settle}, server-everything {reference_settle}), \
-then {rounds} rounds; in each, each path gets a new keep-alive connection, untimed warm-up calls, then \
-sequential timed calls (from the request's first byte written to the answer's last byte read; \
-every answer parsed and checked against the expected result); the paths alternate going first. \
+then {rounds} rounds; in each, each path gets a new keep-alive connection and untimed warm-up calls, then \
+the timed calls alternate between the paths call by call, each pair in the other order than the last \
+(each from the request's first byte written to the answer's last byte read; \
+every answer parsed and checked against the expected result). \
 Percentiles over all timed calls of a path. Fixed-cost upstream: {fixed_warmup} untimed and {fixed_calls} timed \
 calls per round and path ({fixed_total} timed per path); `{tool}` answers {text_len} bytes of text. \
 server-everything: {reference_warmup} untimed and {reference_calls} timed calls per round and path \

@@ -1,12 +1,16 @@
-//! Timing `tools/call` round trips, direct and through Pipelock, interleaved in rounds.
+//! Timing `tools/call` round trips, direct and through Pipelock, call by call in turn.
 //!
 //! One MCP session is opened per path (direct to the upstream, and through Pipelock to the
 //! same upstream), and each path makes some untimed calls to settle. Each round, each path
-//! gets a fresh keep-alive connection, some untimed calls, then the timed ones, each from the
-//! request's first byte written to the answer's last byte read (and checked). The paths
-//! alternate which goes first. A connection's latency settles in one of a few levels (which
-//! cores the threads wake on), so many short rounds average better than one long one; the
-//! spread of the rounds is reported with the result.
+//! gets a fresh keep-alive connection and some untimed calls; then the timed calls alternate
+//! between the paths, each pair in the other order than the last, each timed from the
+//! request's first byte written to the answer's last byte read (and checked). Taking the
+//! paths in turn call by call means both meet the same state of the upstream and of the
+//! machine: node's latency drifts with its JIT and garbage collector by more than Pipelock
+//! adds, and a path timed in a block of its own would carry that drift into the difference.
+//! A connection's latency also settles in one of a few levels (which cores the threads wake
+//! on), so many short rounds average better than one long one; the spread of the rounds is
+//! reported with the result.
 
 use std::time::Instant;
 
@@ -78,23 +82,24 @@ impl Path {
         Ok(())
     }
 
-    /// One round: a new connection, `warmup` untimed calls, then `calls` timed ones.
-    fn round(&mut self, call: &ToolCall, plan: Plan) -> Result<Vec<u64>> {
+    /// A new connection for a round, after `warmup` untimed calls on it.
+    fn warm_connection(&mut self, call: &ToolCall, warmup: u32) -> Result<Connection> {
         let mut connection = Connection::open(&self.endpoint)?;
-        for _ in 0..plan.warmup {
+        for _ in 0..warmup {
             self.session
                 .call(&mut connection, call)
                 .with_context(|| format!("warm-up call {}", self.name))?;
         }
-        let mut samples = Vec::with_capacity(usize::try_from(plan.calls).unwrap_or(0));
-        for _ in 0..plan.calls {
-            let started = Instant::now();
-            self.session
-                .call(&mut connection, call)
-                .with_context(|| format!("timed call {}", self.name))?;
-            samples.push(u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX));
-        }
-        Ok(samples)
+        Ok(connection)
+    }
+
+    /// One timed call, in ns.
+    fn timed_call(&mut self, connection: &mut Connection, call: &ToolCall) -> Result<u64> {
+        let started = Instant::now();
+        self.session
+            .call(connection, call)
+            .with_context(|| format!("timed call {}", self.name))?;
+        Ok(u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX))
     }
 }
 
@@ -113,14 +118,26 @@ pub fn compare(
     proxied.settle(call, plan.settle)?;
     let mut comparison = Comparison::default();
     for round in 0..plan.rounds {
-        // Each round starts with the other path, so neither always runs first.
-        if round % 2 == 0 {
-            comparison.direct.add_round(direct.round(call, plan)?)?;
-            comparison.proxied.add_round(proxied.round(call, plan)?)?;
-        } else {
-            comparison.proxied.add_round(proxied.round(call, plan)?)?;
-            comparison.direct.add_round(direct.round(call, plan)?)?;
+        // Each path gets a new connection; the timed calls then alternate between the paths,
+        // each pair in the other order than the last, so that both meet the same state of
+        // the upstream and the machine (a server's latency drifts with its JIT and garbage
+        // collector, more than Pipelock adds).
+        let mut direct_connection = direct.warm_connection(call, plan.warmup)?;
+        let mut proxied_connection = proxied.warm_connection(call, plan.warmup)?;
+        let capacity = usize::try_from(plan.calls).unwrap_or(0);
+        let (mut direct_samples, mut proxied_samples) =
+            (Vec::with_capacity(capacity), Vec::with_capacity(capacity));
+        for pair in 0..plan.calls {
+            if pair % 2 == 0 {
+                direct_samples.push(direct.timed_call(&mut direct_connection, call)?);
+                proxied_samples.push(proxied.timed_call(&mut proxied_connection, call)?);
+            } else {
+                proxied_samples.push(proxied.timed_call(&mut proxied_connection, call)?);
+                direct_samples.push(direct.timed_call(&mut direct_connection, call)?);
+            }
         }
+        comparison.direct.add_round(direct_samples)?;
+        comparison.proxied.add_round(proxied_samples)?;
         eprintln!(
             "mcp-bench: {label}: round {}: p50 direct {:.1} µs, through Pipelock {:.1} µs",
             round + 1,
