@@ -198,9 +198,25 @@ impl ChainDetector {
         while window.calls.len() > self.window_size {
             window.calls.pop_front();
         }
-        let calls: Vec<&Call> = window.calls.iter().collect();
         let mut out = Vec::new();
-        for pattern in &self.patterns {
+        // Only a pattern whose last step this call takes can be completed by it.
+        let mut completing = self
+            .patterns
+            .iter()
+            .filter(|p| {
+                p.steps.last().is_some_and(|last| {
+                    window
+                        .calls
+                        .back()
+                        .is_some_and(|c| c.categories.contains(last))
+                })
+            })
+            .peekable();
+        if completing.peek().is_none() {
+            return out;
+        }
+        let calls: Vec<&Call> = window.calls.iter().collect();
+        for pattern in completing {
             if ends_with_chain(&calls, &pattern.steps, self.max_gap) {
                 out.push((
                     Finding {

@@ -190,7 +190,9 @@ impl ToolPolicy {
     pub fn evaluate(&self, tool: &str, arguments: Option<&Value>) -> PolicyOutcome {
         let all = argument_views(arguments, None);
         let mut matched_all = vec![false; self.args_set.len()];
-        for view in &all {
+        // Most calls match no pattern: a search that stops at the first match (or finds
+        // none) is cheaper than one that reports every pattern matching.
+        for view in all.iter().filter(|view| self.args_set.is_match(view)) {
             for index in self.args_set.matches(view).iter() {
                 matched_all[index] = true;
             }
