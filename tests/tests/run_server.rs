@@ -242,3 +242,31 @@ fn a_busy_port_is_a_clear_error() {
         describe(&output)
     );
 }
+
+#[test]
+fn a_bad_worker_thread_count_is_a_clear_error_not_a_panic() {
+    for bad in ["", "0", "two"] {
+        let mut command = pipelock_e2e::pipelock_command();
+        command
+            .env("TOKIO_WORKER_THREADS", bad)
+            .args(["run", "--listen", "127.0.0.1:0"]);
+        let output = run_with_timeout(command, None, Duration::from_secs(20)).expect("run");
+        assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains("TOKIO_WORKER_THREADS must be a whole number")
+                && !stderr.contains("panicked"),
+            "{}",
+            describe(&output)
+        );
+    }
+    // A valid count serves.
+    let mut command = pipelock_e2e::pipelock_command();
+    command
+        .env("TOKIO_WORKER_THREADS", "1")
+        .args(["run", "--listen", "127.0.0.1:0"]);
+    let pipelock = Pipelock::spawn(command).expect("spawn");
+    let (status, body) =
+        curl_status_body(&[], &format!("{}/health", pipelock.base_url())).expect("curl /health");
+    assert_eq!(status, 200, "{body}");
+}

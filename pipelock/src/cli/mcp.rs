@@ -41,10 +41,7 @@ fn proxy(args: &ProxyArgs) -> anyhow::Result<u8> {
         None => config::default_config(),
     };
     init_logging_stderr(&config.logging).context("cannot set up logging")?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    let runtime = super::runtime::multi_thread()?;
     runtime.block_on(async {
         let kill_switch = Arc::new(crate::killswitch::KillSwitch::new(&config.kill_switch));
         let scanner = crate::scan::Scanner::new(&config).context("cannot build the scanners")?;

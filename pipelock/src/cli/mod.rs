@@ -12,6 +12,7 @@ mod healthcheck;
 mod intercept;
 mod mcp;
 mod run;
+mod runtime;
 mod tls;
 mod validate;
 

@@ -94,10 +94,7 @@ fn serve_blocking(config: Config, source: String) -> anyhow::Result<u8> {
     init_logging(&config.logging).context("cannot set up logging")?;
     raise_open_files_limit();
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    let runtime = super::runtime::multi_thread()?;
     runtime.block_on(serve_config(config, source))?;
     Ok(EXIT_OK)
 }
