@@ -402,3 +402,42 @@ fn malformed_json_follows_on_parse_error_and_bad_lines_are_usage_errors() {
         describe(&output)
     );
 }
+
+#[test]
+fn obfuscated_shell_in_a_command_array_is_found_whatever_the_tool_is_called() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = config(dir.path(), "block", None);
+    let mut lines = listing(1, &standard_tools());
+    // `fetch` is not a shell tool; the `argv` array's elements are still read as commands.
+    lines.push(call(
+        2,
+        "fetch",
+        json!({"url": "https://example.com", "argv": ["r''m", "-r\"f\"", "/"]}),
+    ));
+    // Quotes in prose in a non-command argument are not shell.
+    lines.push(call(
+        3,
+        "fetch",
+        json!({"url": "https://example.com", "note": "He said \"hi\" and left"}),
+    ));
+    let (_, report, out) = check(&config, &lines);
+    let shell: Vec<&Value> = report["findings"]
+        .as_array()
+        .map(|f| {
+            f.iter()
+                .filter(|f| f["rule_id"] == "shell.obfuscation")
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(shell.len(), 1, "{out}");
+    assert_eq!(shell[0]["line"], 3, "{report}");
+    assert!(
+        shell[0]["preview"]
+            .as_str()
+            .is_some_and(|p| p.starts_with("at arguments.argv[0]")),
+        "{report}"
+    );
+    // Medium severity: balanced mode warns.
+    assert_eq!(shell[0]["verdict"], "warn", "{report}");
+    assert_eq!(message(&report, 4)["verdict"], "allow", "{report}");
+}

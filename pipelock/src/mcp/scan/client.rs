@@ -154,7 +154,7 @@ impl McpScanner {
         for leaf in leaves(payload, "") {
             let mut found = self.scanner.scan_outbound(leaf.text);
             found.extend(self.injection.scan(leaf.text));
-            let key = leaf.path.rsplit(['.', '[']).next().unwrap_or("");
+            let key = object_key(&leaf.path);
             let command_like = !leaf.is_key
                 && (shell_tool || COMMAND_KEYS.contains(&key.to_ascii_lowercase().as_str()));
             if command_like {
@@ -199,5 +199,32 @@ impl McpScanner {
             preview: format!("tool {tool:?}"),
         };
         judgement.add_judged(vec![finding], self.enforcement(blocks));
+    }
+}
+
+/// The object key a leaf's path ends in, past any array indexes (`argv[2]` → `argv`), so
+/// that the elements of a command array are read as command text.
+fn object_key(path: &str) -> &str {
+    let mut rest = path;
+    while rest.ends_with(']') {
+        match rest.rfind('[') {
+            Some(open) => rest = &rest[..open],
+            None => break,
+        }
+    }
+    rest.rsplit('.').next().unwrap_or("")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::object_key;
+
+    #[test]
+    fn the_key_of_an_array_element_is_its_array_s() {
+        assert_eq!(object_key("command"), "command");
+        assert_eq!(object_key("opts.cmd"), "cmd");
+        assert_eq!(object_key("argv[2]"), "argv");
+        assert_eq!(object_key("opts.args[0][1]"), "args");
+        assert_eq!(object_key("[3]"), "");
     }
 }

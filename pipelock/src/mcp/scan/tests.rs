@@ -165,6 +165,18 @@ fn shell_obfuscation_in_command_arguments() {
         rules(&inspection).contains(&"shell.obfuscation".to_string()),
         "{inspection:?}"
     );
+    // The elements of a command array are command text too, whatever the tool is called.
+    let mut session = listed(&scanner);
+    let c = call(
+        5,
+        "add",
+        json!({"argv": ["r''m", "-r\"f\"", "/"], "opts": {"cmd": [["ec''ho"]]}}),
+    );
+    let inspection = scanner.client_message(&mut session, &c);
+    assert!(
+        rules(&inspection).contains(&"shell.obfuscation".to_string()),
+        "{inspection:?}"
+    );
     // Prose with quotes in a non-command argument is not shell.
     let mut session = listed(&scanner);
     let c = call(4, "add", json!({"note": "He said \"hi\" and left {a,b}"}));
