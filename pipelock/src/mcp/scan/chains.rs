@@ -199,17 +199,17 @@ impl ChainDetector {
             window.calls.pop_front();
         }
         let mut out = Vec::new();
+        let Some(current) = window.calls.back() else {
+            return out;
+        };
         // Only a pattern whose last step this call takes can be completed by it.
         let mut completing = self
             .patterns
             .iter()
             .filter(|p| {
-                p.steps.last().is_some_and(|last| {
-                    window
-                        .calls
-                        .back()
-                        .is_some_and(|c| c.categories.contains(last))
-                })
+                p.steps
+                    .last()
+                    .is_some_and(|last| current.categories.contains(last))
             })
             .peekable();
         if completing.peek().is_none() {
